@@ -1,0 +1,243 @@
+"""``throughput run``: task_completed files in, validated and deduplicated Parquet tables out.
+
+``build_pipeline`` builds the Beam graph; ``run`` resolves the inputs, launches it, commits the
+staged output and writes the manifest; ``main`` parses the command line. Our flags are typed;
+every other flag goes to Beam's ``PipelineOptions`` untouched.
+
+    python -m pipelines.run --input 'data/*.jsonl' --output out --workstreams data/workstreams.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from pipelines.commit import RunError, StagedRun, read_json
+from schemas.config import ConfigError, WorkstreamConfig, load_config
+from transforms.counts import WriteCounts
+from transforms.dedupe import DUPLICATE_POLICIES, DedupeByKey
+from transforms.read import InputFile, ReadTaskFiles, detect_format
+from transforms.validate import COUNTS, REJECTED, DeriveDurations, ValidateRecords
+from transforms.write import WriteRejects, WriteTables
+
+__all__ = ["DEFAULT_RUNNER", "RunOptions", "RunResult", "build_pipeline", "main", "parse_args", "run"]
+
+# SPEC 8: DirectRunner would first try Prism, which downloads a binary at run time. The
+# in-process FnApiRunner needs no network and is what DirectRunner falls back to offline.
+DEFAULT_RUNNER = "FnApiRunner"
+_LOG = logging.getLogger("throughput")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The run's own options (SPEC 6); Beam's options travel separately."""
+
+    inputs: tuple[str, ...]
+    output: str
+    workstreams: str
+    workstream_id: str | None = None
+    file_format: str = "auto"
+    timezone: str = "UTC"
+    duplicates: str = "per-record"
+    run_id: str | None = None
+    max_reject_rate: float | None = None
+    max_record_bytes: int = 1 << 20
+    chunk_records: int = 20_000
+
+
+@dataclass
+class RunResult:
+    """What a committed run did: its manifest and where it is."""
+
+    run_id: str
+    manifest_path: str
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def build_pipeline(pipeline: beam.Pipeline, files: Sequence[InputFile], config: WorkstreamConfig,
+                   options: RunOptions, staging: StagedRun) -> None:
+    """The pipeline diagram: read -> validate -> derive -> dedupe -> write, counts beside."""
+    chunks = (
+        pipeline
+        | "ListFiles" >> beam.Create(list(files))
+        | "ReadTaskFiles" >> ReadTaskFiles(options.file_format, options.max_record_bytes, options.chunk_records)
+    )
+    validated = chunks | "ValidateRecords" >> ValidateRecords(config, options.timezone, options.workstream_id)
+    accepted = validated.accepted | "DeriveDurations" >> DeriveDurations()
+    deduped = accepted | "DedupeByKey" >> DedupeByKey(options.duplicates)
+    written = deduped["kept"] | "WriteTables" >> WriteTables(staging.root, staging.run_id)
+    rejected = validated[REJECTED] | "WriteRejects" >> WriteRejects(staging.root, staging.run_id)
+    (
+        (validated[COUNTS], deduped[COUNTS], written, rejected)
+        | "AllCounts" >> beam.Flatten()
+        | "WriteCounts" >> WriteCounts(staging.counts_path)
+    )
+
+
+def run(options: RunOptions, beam_args: Sequence[str] = ()) -> RunResult:
+    """Run the pipeline and commit its output; raises ``RunError`` for what is wrong with the run."""
+    started = datetime.now(timezone.utc)
+    try:
+        config = load_config(options.workstreams)
+    except ConfigError as exc:
+        raise RunError(str(exc)) from exc
+    _check_timezone(options.timezone)
+    files = resolve_inputs(options.inputs, options.file_format)
+    run_id = options.run_id or f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    staging = StagedRun.begin(options.output, run_id)
+    pipeline_options = _pipeline_options(beam_args)
+    try:
+        with beam.Pipeline(options=pipeline_options) as pipeline:
+            build_pipeline(pipeline, files, config, options, staging)
+        counts = read_json(staging.counts_path)
+    except Exception as exc:
+        staging.abort()
+        raise RunError(f"the pipeline failed, nothing was committed: {exc}") from exc
+    manifest = _manifest(run_id, options, files, counts, started, pipeline_options)
+    rate = manifest["counts"]["rejected"] / manifest["counts"]["read"] if manifest["counts"]["read"] else 0.0
+    if options.max_reject_rate is not None and rate > options.max_reject_rate:
+        staging.abort()
+        raise RunError(
+            f"reject rate {rate:.4f} ({manifest['counts']['rejected']} of {manifest['counts']['read']}) "
+            f"is above --max-reject-rate {options.max_reject_rate}; nothing was committed"
+        )
+    manifest_path = staging.commit(counts.get("staged_files", []), manifest)
+    return RunResult(run_id, manifest_path, manifest)
+
+
+def resolve_inputs(patterns: Sequence[str], file_format: str = "auto") -> list[InputFile]:
+    """Every file the patterns match, in SPEC 2.4's order (lexicographic path), numbered."""
+    paths: set[str] = set()
+    for pattern in patterns:
+        try:
+            matched = FileSystems.match([pattern])[0].metadata_list
+        except Exception as exc:  # a filesystem's own error for a bad pattern or path
+            raise RunError(f"cannot list input {pattern!r}: {exc}") from exc
+        paths.update(m.path for m in matched if m.size_in_bytes is not None)
+    if not paths:
+        raise RunError(f"no input file matched {', '.join(patterns)}")
+    ordered = sorted(paths)
+    for path in ordered:
+        try:
+            detect_format(path, file_format)
+        except ValueError as exc:
+            raise RunError(str(exc)) from exc
+    return [InputFile(index, path) for index, path in enumerate(ordered)]
+
+
+def _check_timezone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise RunError(f"unknown time zone {name!r} for --timezone") from exc
+
+
+def _pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
+    options = PipelineOptions(list(beam_args))
+    standard = options.view_as(StandardOptions)
+    if not standard.runner:
+        standard.runner = DEFAULT_RUNNER
+    return options
+
+
+def _manifest(run_id: str, options: RunOptions, files: Sequence[InputFile], counts: dict[str, Any],
+              started: datetime, pipeline_options: PipelineOptions) -> dict[str, Any]:
+    tables = counts.get("tables", {})
+    summary = {
+        "read": counts.get("read", 0),
+        "blank_lines": counts.get("blank_lines", 0),
+        "written": counts.get("written", 0),
+        "rejected": counts.get("rejected", 0),
+        "ignored_duplicates": counts.get("ignored_duplicates", 0),
+        "superseded": counts.get("superseded", 0),
+        "replaced_existing": 0,
+        "rejected_by_code": dict(sorted(counts.get("rejected_by_code", {}).items())),
+    }
+    summary["reconciles"] = summary["read"] == (
+        summary["written"] + summary["rejected"] + summary["ignored_duplicates"] + summary["superseded"]
+    )
+    return {
+        "run_id": run_id,
+        "status": "committed",
+        "started_at": started.isoformat(),
+        "finished_at": datetime.now(timezone.utc).isoformat(),
+        "inputs": [{"path": f.path, "format": detect_format(f.path, options.file_format)} for f in files],
+        "options": {**asdict(options), "inputs": list(options.inputs),
+                    "runner": pipeline_options.view_as(StandardOptions).runner},
+        "counts": summary,
+        "tables": {name: tables.get(name, {"rows": 0, "files": 0})
+                   for name in ("task_completed", "throughput_daily", "rejects")},
+    }
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[RunOptions, list[str]]:
+    """Our typed flags, and the rest for Beam's PipelineOptions."""
+    parser = argparse.ArgumentParser(prog="throughput run", description=__doc__.splitlines()[0])
+    parser.add_argument("--input", dest="inputs", action="append", required=True, metavar="PATTERN",
+                        help="input file or glob (local, gs://, s3://); repeatable")
+    parser.add_argument("--output", required=True, metavar="DIR", help="output directory of the tables")
+    parser.add_argument("--workstreams", required=True, metavar="FILE", help="workstream configuration (JSON or YAML)")
+    parser.add_argument("--workstream-id", metavar="ID", help="workstream of records that name none (SPEC 2.3)")
+    parser.add_argument("--format", dest="file_format", choices=("auto", "jsonl", "csv"), default="auto")
+    parser.add_argument("--timezone", default="UTC", metavar="TZ", help="zone of datetimes without an offset")
+    parser.add_argument("--duplicates", choices=DUPLICATE_POLICIES, default="per-record")
+    parser.add_argument("--run-id", metavar="ID")
+    parser.add_argument("--max-reject-rate", type=_fraction, metavar="FRACTION",
+                        help="fail the run when rejected/read is above this")
+    parser.add_argument("--max-record-bytes", type=int, default=1 << 20, metavar="N")
+    parser.add_argument("--chunk-records", type=int, default=20_000, metavar="N",
+                        help="records per batch between stages")
+    known, beam_args = parser.parse_known_args(argv)
+    return RunOptions(**{**vars(known), "inputs": tuple(known.inputs)}), beam_args
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def format_summary(result: RunResult) -> str:
+    """The few lines an operator reads at the end of a run."""
+    counts = result.manifest["counts"]
+    tables = result.manifest["tables"]
+    lines = [
+        f"run {result.run_id}: committed",
+        f"  read {counts['read']}  written {counts['written']}  rejected {counts['rejected']}  "
+        f"superseded {counts['superseded']}  ignored duplicates {counts['ignored_duplicates']}  "
+        f"(blank lines {counts['blank_lines']})",
+    ]
+    if counts["rejected_by_code"]:
+        lines.append("  rejects: " + ", ".join(f"{code} {n}" for code, n in counts["rejected_by_code"].items()))
+    lines.append("  tables: " + ", ".join(f"{name} {t['rows']} rows" for name, t in tables.items()))
+    lines.append(f"  output: {result.manifest['options']['output']}  manifest: {result.manifest_path}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point: exit 0 when the run committed, 1 when the run failed."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    options, beam_args = parse_args(argv)
+    try:
+        result = run(options, beam_args)
+    except RunError as exc:
+        print(f"throughput: run failed: {exc}", file=sys.stderr)
+        return 1
+    print(format_summary(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

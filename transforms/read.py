@@ -1,0 +1,237 @@
+"""Read task_completed files (JSON lines or CSV, optionally gzip) into chunks of raw records.
+
+Reading only splits a file into records and remembers where each came from; parsing JSON and
+checking rules happen in ``ValidateRecords``, so one bad line never costs its neighbours.
+A file is read sequentially (line numbers need it) and cut into chunks of ``chunk_records``
+records; a reshuffle then spreads the chunks over workers.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import unquote
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+__all__ = [
+    "InputFile",
+    "RawChunk",
+    "ReadTaskFiles",
+    "detect_format",
+    "path_workstream",
+    "read_chunks",
+]
+
+Format = Literal["jsonl", "csv"]
+_JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
+_PATH_WORKSTREAM = re.compile(r"(?:^|/)workstream_id=([^/]+)/")
+_BLOCK = 4 << 20
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One matched input file; ``index`` is its rank in the run's sorted file list (SPEC 2.4)."""
+
+    index: int
+    path: str
+
+
+@dataclass
+class RawChunk:
+    """Consecutive raw records of one file, in file order.
+
+    ``raws`` hold the record text as read: bytes for JSON lines, str for CSV rows (decoded
+    with surrogate escapes, so invalid UTF-8 is still visible to validation). ``cells`` holds
+    the parsed CSV cells. ``problems`` holds a (code, message) a record already failed with
+    while being read (too large, malformed CSV), else None.
+    """
+
+    source_file: str
+    file_index: int
+    kind: Format
+    path_workstream: str | None
+    header: tuple[str, ...] | None = None
+    lines: list[int] = field(default_factory=list)
+    raws: list[bytes | str] = field(default_factory=list)
+    cells: list[list[str] | None] = field(default_factory=list)
+    problems: list[tuple[str, str] | None] = field(default_factory=list)
+    blank_lines: int = 0
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def empty_like(self) -> RawChunk:
+        return RawChunk(self.source_file, self.file_index, self.kind, self.path_workstream, self.header)
+
+
+class ReadTaskFiles(beam.PTransform):
+    """PCollection[InputFile] -> PCollection[RawChunk], every record with its file and line."""
+
+    def __init__(self, file_format: str = "auto", max_record_bytes: int = 1 << 20, chunk_records: int = 20_000) -> None:
+        super().__init__()
+        self._format = file_format
+        self._max_record_bytes = max_record_bytes
+        self._chunk_records = chunk_records
+
+    def expand(self, files: beam.PCollection[InputFile]) -> beam.PCollection[RawChunk]:
+        return (
+            files
+            | "SplitIntoChunks" >> beam.FlatMap(
+                read_chunks,
+                file_format=self._format,
+                max_record_bytes=self._max_record_bytes,
+                chunk_records=self._chunk_records,
+            )
+            | "SpreadChunks" >> beam.Reshuffle()
+        )
+
+
+def detect_format(path: str, requested: str = "auto") -> Format:
+    """The format of a file: as requested, else by extension (``.gz`` looked through)."""
+    if requested in ("jsonl", "csv"):
+        return requested  # type: ignore[return-value]
+    name = path.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    if name.endswith(".csv"):
+        return "csv"
+    if name.endswith(_JSONL_SUFFIXES):
+        return "jsonl"
+    raise ValueError(f"cannot tell the format of {path} from its extension; pass --format jsonl or csv")
+
+
+def path_workstream(path: str) -> str | None:
+    """The ``workstream_id=<id>`` segment of a file's path, if any (SPEC 2.3)."""
+    found = _PATH_WORKSTREAM.findall(path.replace("\\", "/"))
+    return unquote(found[-1]).strip() or None if found else None
+
+
+def read_chunks(
+    source: InputFile, file_format: str = "auto", max_record_bytes: int = 1 << 20, chunk_records: int = 20_000
+) -> Iterator[RawChunk]:
+    """Read one file through Beam's FileSystems and yield its records in chunks."""
+    kind = detect_format(source.path, file_format)
+    chunk = RawChunk(source.path, source.index, kind, path_workstream(source.path))
+    with FileSystems.open(source.path, compression_type=CompressionTypes.AUTO) as handle:
+        lines = _iter_lines(handle)
+        records = _jsonl_records(lines, max_record_bytes) if kind == "jsonl" else _csv_records(lines, max_record_bytes, chunk)
+        for line, raw, cells, problem in records:
+            if raw is None:
+                chunk.blank_lines += 1
+                continue
+            chunk.lines.append(line)
+            chunk.raws.append(raw)
+            chunk.cells.append(cells)
+            chunk.problems.append(problem)
+            if len(chunk) >= chunk_records:
+                yield chunk
+                chunk = chunk.empty_like()
+    if len(chunk) or chunk.blank_lines:
+        yield chunk
+
+
+_Record = tuple[int, "bytes | str | None", "list[str] | None", "tuple[str, str] | None"]
+
+
+def _iter_lines(handle) -> Iterator[bytes]:  # noqa: ANN001 - any FileSystems file object
+    """Lines of a binary stream with their line endings, read in large blocks."""
+    pending = b""
+    first = True
+    while True:
+        block = handle.read(_BLOCK)
+        if not block:
+            break
+        if first:
+            block = block[len(_BOM):] if block.startswith(_BOM) else block
+            first = False
+        pieces = (pending + block).split(b"\n")
+        pending = pieces.pop()
+        for piece in pieces:
+            yield piece + b"\n"
+    if pending:
+        yield pending
+
+
+def _jsonl_records(lines: Iterable[bytes], max_record_bytes: int) -> Iterator[_Record]:
+    for number, line in enumerate(lines, start=1):
+        body = line.rstrip(b"\r\n")
+        if not body.strip():
+            yield number, None, None, None
+        elif len(body) > max_record_bytes:
+            yield number, body, None, ("record_too_large", f"line is {len(body)} bytes, over the {max_record_bytes}-byte limit")
+        else:
+            yield number, body, None, None
+
+
+class _LineTap:
+    """Feeds decoded lines to ``csv.reader`` and remembers them, to keep each row's raw text."""
+
+    def __init__(self, lines: Iterable[bytes]) -> None:
+        self._lines = iter(lines)
+        self.taken: list[str] = []
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        text = next(self._lines).decode("utf-8", errors="surrogateescape")
+        self.taken.append(text)
+        return text
+
+    def drain(self) -> str:
+        text = "".join(self.taken)
+        self.taken.clear()
+        return text.rstrip("\r\n")
+
+
+def _csv_records(lines: Iterable[bytes], max_record_bytes: int, chunk: RawChunk) -> Iterator[_Record]:
+    """CSV rows numbered as a spreadsheet shows them (header = 1); the header goes into ``chunk``."""
+    if csv.field_size_limit() < max_record_bytes + 1:
+        csv.field_size_limit(min(sys.maxsize, max_record_bytes + 1))
+    tap = _LineTap(lines)
+    reader = csv.reader(tap, strict=True)
+    header: list[str] | None = None
+    row_number = 0
+    while True:
+        row_number += 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raw = tap.drain()
+            if header is None:  # no usable header: every row of the file is rejected with the reason
+                header = []
+                chunk.header = ()
+                yield row_number, raw, None, ("malformed_csv", f"the header row is not valid CSV: {exc}")
+                continue
+            too_large = "field larger than field limit" in str(exc)
+            problem = (
+                ("record_too_large", f"row is over the {max_record_bytes}-byte limit")
+                if too_large else ("malformed_csv", f"row is not valid CSV: {exc}")
+            )
+            yield row_number, raw, None, problem
+            continue
+        raw = tap.drain()
+        if header is None:
+            header = [name.strip() for name in cells]
+            chunk.header = tuple(header)
+            continue
+        if not cells:
+            yield row_number, None, None, None
+        elif len(raw.encode("utf-8", errors="surrogateescape")) > max_record_bytes:
+            yield row_number, raw, None, ("record_too_large", f"row is over the {max_record_bytes}-byte limit")
+        elif not header:
+            yield row_number, raw, None, ("malformed_csv", "the file's header row is not valid CSV, so no row can be read")
+        elif len(cells) != len(header):
+            yield row_number, raw, None, ("malformed_csv", f"row has {len(cells)} cells but the header has {len(header)}")
+        else:
+            yield row_number, raw, cells, None

@@ -70,6 +70,7 @@ def arrow_schema(model: type[BaseModel], exclude: tuple[str, ...] = ()) -> pa.Sc
 class TaskCompletedRow(TaskCompleted):
     """A row of ``task_completed``: the normalized record plus lineage."""
 
+    duration: float = Field(description="Seconds taken; derived as completed minus started when absent")  # type: ignore[assignment]
     extra_fields: str | None = Field(None, description="Input fields not in the API contract, as JSON object text (lossless)")
     duration_derived: bool = Field(description="True when duration was absent and derived as completed minus started")
     source_file: str = Field(description="Input file the record came from")

@@ -8,6 +8,7 @@ functions stay free of pydantic and Beam so they are tested on their own.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from datetime import datetime, timezone, tzinfo
@@ -20,6 +21,7 @@ __all__ = [
     "RuleError",
     "clean_string",
     "is_blank",
+    "json_text",
     "parse_bool",
     "parse_count",
     "parse_duration",
@@ -30,6 +32,9 @@ __all__ = [
 
 DATA_SOURCES = ("api", "csv_manual", "csv_automated")
 
+# Plain ASCII decimal text: Python's int()/float() would also take "1_000" or other scripts' digits.
+_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
@@ -90,14 +95,11 @@ def _number(value: Any, expect: str) -> float | int:
         return value
     if isinstance(value, str):
         text = value.strip()
-        try:
+        if _INTEGER.fullmatch(text):
             return int(text)
-        except ValueError:
-            pass
-        try:
+        if _DECIMAL.fullmatch(text) or text.lower() in ("nan", "inf", "+inf", "-inf", "infinity", "-infinity"):
             return float(text)
-        except ValueError:
-            raise RuleError("invalid_type", f"must be {expect}, got {_show(value)}") from None
+        raise RuleError("invalid_type", f"must be {expect}, got {_show(value)}")
     raise RuleError("invalid_type", f"must be {expect}, got {_type_name(value)} {_show(value)}")
 
 
@@ -168,14 +170,19 @@ def parse_object(value: Any) -> dict[str, str | None]:
     """
     if isinstance(value, str):
         try:
-            value = orjson.loads(value)
-        except orjson.JSONDecodeError:
+            value = json.loads(value)  # not orjson: integers beyond 64 bits stay exact
+        except ValueError:
             raise RuleError("invalid_type", f"must be a JSON object, got text that is not JSON: {_show(value)}") from None
         if not isinstance(value, dict):
             raise RuleError("invalid_type", f"must be a JSON object, got {_type_name(value)} text")
     if not isinstance(value, dict):
         raise RuleError("invalid_type", f"must be an object, got {_type_name(value)} {_show(value)}")
-    return {
-        str(key): item if isinstance(item, str) else orjson.dumps(item).decode()
-        for key, item in value.items()
-    }
+    return {str(key): item if isinstance(item, str) else json_text(item) for key, item in value.items()}
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON text of a value; integers beyond 64 bits (which orjson refuses) kept exact."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

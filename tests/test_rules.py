@@ -27,7 +27,7 @@ UTC = timezone.utc
 KATHMANDU = ZoneInfo("Asia/Kathmandu")
 NEW_YORK = ZoneInfo("America/New_York")
 
-FAST = settings(max_examples=150, deadline=None)
+FAST = settings(max_examples=100, deadline=None, database=None)
 
 
 def code_of(func, *args) -> str:
@@ -218,7 +218,7 @@ def test_parse_duration_integers(n: int) -> None:
 
 
 @FAST
-@given(st.floats(max_value=0, allow_nan=False, allow_infinity=False).filter(lambda x: x < 0))
+@given(st.floats(max_value=-5e-324, allow_infinity=False))  # the smallest negative float and below
 def test_parse_duration_negative_is_invalid_value(x: float) -> None:
     assert code_of(parse_duration, x) == "invalid_value"
     assert code_of(parse_duration, repr(x)) == "invalid_value"
@@ -353,9 +353,14 @@ def test_parse_timestamp_aware_roundtrip(moment: datetime, sep: str, zulu: bool)
     if zulu and text.endswith("+00:00"):
         text = text[: -len("+00:00")] + "Z"
     result = parse_timestamp(text, NEW_YORK)  # the default zone must not matter when there is an offset
-    assert result == moment
+    # The instant the text names: its wall time minus the offset it prints. (Comparing with
+    # ``moment`` itself would be wrong for times in a DST gap or fold: PEP 495 makes those
+    # unequal to every datetime of another zone.)
+    offset = moment.utcoffset()
+    assert offset is not None
+    expected = (moment.replace(tzinfo=None) - offset).replace(tzinfo=UTC)
+    assert result == expected
     assert result.utcoffset() == timedelta(0)
-    assert result.replace(tzinfo=None) == moment.astimezone(UTC).replace(tzinfo=None)
 
 
 @FAST
@@ -368,7 +373,7 @@ def test_parse_timestamp_naive_read_in_default_zone(naive: datetime, zone: str, 
     tz = ZoneInfo(zone)
     result = parse_timestamp(naive.isoformat(sep=sep), tz)
     assert result.utcoffset() == timedelta(0)
-    assert result == naive.replace(tzinfo=tz)
+    assert result == naive.replace(tzinfo=tz).astimezone(UTC)
     local = result.astimezone(tz)
     if local.replace(tzinfo=None) == naive:  # the wall time exists in that zone: it must come back
         assert local.utcoffset() == naive.replace(tzinfo=tz).utcoffset()

@@ -18,6 +18,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from schemas import rules
 from schemas.config import WorkstreamConfig
 from schemas.record import FIELD_ORDER, FieldError, RecordContext, validate_record
 from schemas.tables import REJECTS, TASK_COMPLETED
@@ -105,7 +106,7 @@ def validate_chunk(chunk: RawChunk, config: WorkstreamConfig, default_tz: tzinfo
                 for name in FIELD_ORDER:
                     accepted[name].append(values[name])
                 extra = verdict.record.__pydantic_extra__
-                accepted["extra_fields"].append(orjson.dumps(extra).decode() if extra else None)
+                accepted["extra_fields"].append(rules.json_text(extra) if extra else None)
                 accepted["source_file"].append(chunk.source_file)
                 accepted["source_line"].append(line)
                 accepted["_seq"].append(seq)

@@ -119,7 +119,10 @@ def parse_count(value: Any) -> int:
 
 def parse_duration(value: Any) -> float:
     """Seconds: a finite number >= 0."""
-    number = float(_number(value, "a number of seconds"))
+    try:
+        number = float(_number(value, "a number of seconds"))
+    except OverflowError:  # an integer too large for a float
+        number = math.inf
     if not math.isfinite(number) or number < 0:
         raise RuleError("invalid_value", f"must be a finite number of seconds >= 0, got {_show(value)}")
     return number

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
+import tempfile
 from pathlib import Path
 
 import apache_beam as beam
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -58,6 +62,12 @@ def test_jsonl_gzip_is_read_through(tmp_path: Path) -> None:
     assert [b'"task_id": "t1"' in r for r in chunk.raws] == [True, False]
     assert [b'"task_id": "t2"' in r for r in chunk.raws] == [False, True]
     assert chunk.blank_lines == 1
+
+
+def test_gzip_extension_in_upper_case(tmp_path: Path) -> None:
+    path = tmp_path / "A.JSONL.GZ"
+    path.write_bytes(gzip.compress(b'{"n": 1}\n{"n": 2}\n'))
+    assert _one(path).raws == [b'{"n": 1}', b'{"n": 2}']
 
 
 def test_jsonl_bom_is_dropped_and_crlf_endings_are_stripped(tmp_path: Path) -> None:
@@ -199,9 +209,42 @@ def test_csv_invalid_utf8_is_kept_as_surrogate_escapes(tmp_path: Path) -> None:
 def test_csv_header_that_is_not_valid_csv_rejects_the_rows(tmp_path: Path) -> None:
     chunk = _one(_write(tmp_path / "a.csv", b'a,"b"c\n1,2\n3,4\n'))
     assert chunk.header == ()
-    assert chunk.lines == [1, 2, 3]
+    assert chunk.lines[-2:] == [2, 3]
     assert all(p is not None and p[0] == "malformed_csv" for p in chunk.problems)
     assert all(cells is None for cells in chunk.cells)
+
+
+def test_csv_unterminated_quote_is_one_malformed_record(tmp_path: Path) -> None:
+    chunk = _one(_write(tmp_path / "a.csv", b'a,b\n1,2\n3,"open\n4,5\n'))
+    assert chunk.lines == [2, 3]
+    assert chunk.problems[0] is None
+    assert chunk.problems[1][0] == "malformed_csv"
+    assert chunk.raws[1] == '3,"open\n4,5'
+
+
+_CELL = st.lists(st.sampled_from([*'ab ,"\né\t', "\r\n"]), max_size=12).map("".join)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.lists(st.lists(_CELL, min_size=3, max_size=3), min_size=1, max_size=8),
+       terminator=st.sampled_from(["\n", "\r\n"]), bom=st.booleans(), chunk_records=st.integers(1, 4))
+def test_csv_round_trip_property(rows: list[list[str]], terminator: str, bom: bool, chunk_records: int) -> None:
+    """Rows written by a standard CSV writer come back cell for cell, each with its exact text and
+    its spreadsheet row number, whatever the chunking."""
+    def text_of(row: list[str]) -> str:
+        out = io.StringIO()
+        csv.writer(out, lineterminator=terminator).writerow(row)
+        return out.getvalue()
+
+    data = text_of(["x", "y", "z"]) + "".join(text_of(r) for r in rows)
+    with tempfile.TemporaryDirectory() as folder:
+        path = _write(Path(folder) / "a.csv", (b"\xef\xbb\xbf" if bom else b"") + data.encode())
+        chunks = _read(path, chunk_records=chunk_records)
+    records = _flat(chunks)
+    assert [line for line, *_ in records] == list(range(2, 2 + len(rows)))
+    assert [cells for _, _, cells, _ in records] == rows
+    assert [raw for _, raw, _, _ in records] == [text_of(r)[: -len(terminator)] for r in rows]
+    assert all(c.header == ("x", "y", "z") for c in chunks)
 
 
 # --- chunking ----------------------------------------------------------------------------------
@@ -289,14 +332,16 @@ def test_read_task_files_transform(tmp_path: Path) -> None:
 
     with BeamTestPipeline(runner="FnApiRunner") as pipeline:
         chunks = pipeline | beam.Create(files) | ReadTaskFiles(chunk_records=2)
-        assert_that(chunks | "Records" >> beam.FlatMap(flatten), equal_to([
+        records = chunks | "Records" >> beam.FlatMap(flatten)
+        blank = chunks | "Blank" >> beam.Map(lambda c: c.blank_lines) | beam.CombineGlobally(sum) \
+            | "TagBlank" >> beam.Map(lambda n: ("blank_lines", n))
+        sizes = chunks | "Sizes" >> beam.Map(lambda c: ("chunk_size", len(c)))
+        assert_that((records, blank, sizes) | beam.Flatten(), equal_to([
             (0, "jsonl", "ws-ner", 1, '{"n": 1}'),
             (0, "jsonl", "ws-ner", 3, '{"n": 2}'),
             (0, "jsonl", "ws-ner", 4, '{"n": 3}'),
             (1, "csv", None, 2, "1,2"),
             (1, "csv", None, 3, "3,"),
-        ]), label="records")
-        blank = chunks | "Blank" >> beam.Map(lambda c: c.blank_lines) | beam.CombineGlobally(sum)
-        assert_that(blank, equal_to([1]), label="blank_lines")
-        sizes = chunks | "Sizes" >> beam.Map(len)
-        assert_that(sizes, equal_to([2, 1, 2]), label="chunk_sizes")
+            ("blank_lines", 1),
+            ("chunk_size", 2), ("chunk_size", 1), ("chunk_size", 2),
+        ]))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import re
-import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
@@ -34,6 +33,7 @@ _JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 _PATH_WORKSTREAM = re.compile(r"(?:^|/)workstream_id=([^/]+)/")
 _BLOCK = 4 << 20
 _BOM = b"\xef\xbb\xbf"
+_CSV_FIELD_LIMIT = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -194,8 +194,10 @@ class _LineTap:
 
 def _csv_records(lines: Iterable[bytes], max_record_bytes: int, chunk: RawChunk) -> Iterator[_Record]:
     """CSV rows numbered as a spreadsheet shows them (header = 1); the header goes into ``chunk``."""
-    if csv.field_size_limit() < max_record_bytes + 1:
-        csv.field_size_limit(min(sys.maxsize, max_record_bytes + 1))
+    # The csv module's field limit would abort a long quoted cell mid-way and turn the rest of
+    # it into bogus rows; lift it (the setting is process-wide, so always to the same value)
+    # and judge a row's size once it is whole.
+    csv.field_size_limit(_CSV_FIELD_LIMIT)
     tap = _LineTap(lines)
     reader = csv.reader(tap, strict=True)
     header: list[str] | None = None
@@ -213,12 +215,7 @@ def _csv_records(lines: Iterable[bytes], max_record_bytes: int, chunk: RawChunk)
                 chunk.header = ()
                 yield row_number, raw, None, ("malformed_csv", f"the header row is not valid CSV: {exc}")
                 continue
-            too_large = "field larger than field limit" in str(exc)
-            problem = (
-                ("record_too_large", f"row is over the {max_record_bytes}-byte limit")
-                if too_large else ("malformed_csv", f"row is not valid CSV: {exc}")
-            )
-            yield row_number, raw, None, problem
+            yield row_number, raw, None, ("malformed_csv", f"row is not valid CSV: {exc}")
             continue
         raw = tap.drain()
         if header is None:

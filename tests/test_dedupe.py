@@ -1,0 +1,220 @@
+"""DedupeByKey / resolve_duplicates: SPEC 4 (first kept, later true replaces, later false ignored)."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.config import WorkstreamConfig
+from tests.conftest import TD2, record
+from transforms.counts import SumCounts
+from transforms.dedupe import DedupeByKey, resolve_duplicates
+from transforms.read import RawChunk
+from transforms.validate import derive_durations, sequence_number, validate_chunk
+
+SUPERSEDED = "superseded"
+IGNORED = "ignored_duplicate"
+
+
+def keys_table(rows: list[tuple[str, int, bool]]) -> pa.Table:
+    return pa.table({
+        "key": pa.array([r[0] for r in rows], pa.string()),
+        "_seq": pa.array([r[1] for r in rows], pa.int64()),
+        "replace": pa.array([r[2] for r in rows], pa.bool_()),
+    })
+
+
+def outcomes(table: pa.Table) -> dict[int, str]:
+    return dict(zip(table.column("_seq").to_pylist(), table.column("outcome").to_pylist(), strict=True))
+
+
+def reference(rows: list[tuple[str, int, bool]]) -> dict[int, str]:
+    """SPEC 4 literally: per key in order, the first is kept; a later true replaces the kept one
+    (which is superseded); a later false is ignored."""
+    kept: dict[str, int] = {}
+    result: dict[int, str] = {}
+    for key, seq, replace in sorted(rows, key=lambda r: r[1]):
+        if key not in kept:
+            kept[key] = seq
+        elif replace:
+            result[kept[key]] = SUPERSEDED
+            kept[key] = seq
+        else:
+            result[seq] = IGNORED
+    return result
+
+
+# --- resolve_duplicates ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    pytest.param("T", {}, id="single"),
+    pytest.param("F", {}, id="single-false-is-kept"),
+    pytest.param("TT", {1: SUPERSEDED}, id="later-true-replaces"),
+    pytest.param("FT", {1: SUPERSEDED}, id="first-false-still-replaced-by-later-true"),
+    pytest.param("TF", {2: IGNORED}, id="later-false-ignored"),
+    pytest.param("FF", {2: IGNORED}, id="both-false"),
+    pytest.param("TTT", {1: SUPERSEDED, 2: SUPERSEDED}, id="chain-of-replaces"),
+    pytest.param("TFTF", {1: SUPERSEDED, 2: IGNORED, 4: IGNORED}, id="T-F-T-F"),
+    pytest.param("TFFT", {1: SUPERSEDED, 2: IGNORED, 3: IGNORED}, id="T-F-F-T"),
+    pytest.param("FFFF", {2: IGNORED, 3: IGNORED, 4: IGNORED}, id="keep-first"),
+    pytest.param("TFTT", {1: SUPERSEDED, 2: IGNORED, 3: SUPERSEDED}, id="T-F-T-T"),
+])
+def test_resolve_one_key(flags: str, expected: dict[int, str]) -> None:
+    rows = [("k", seq, flag == "T") for seq, flag in enumerate(flags, start=1)]
+    result = resolve_duplicates(keys_table(rows))
+    assert outcomes(result) == expected
+    assert result.column("_seq").to_pylist() == sorted(expected)  # sorted by _seq
+    assert result.schema.names == ["_seq", "outcome"]
+
+
+def test_order_is_by_seq_not_by_row_order() -> None:
+    # seq order: 10 (T, first), 20 (F, ignored), 30 (T, replaces 10); rows given backwards
+    rows = [("k", 30, True), ("k", 20, False), ("k", 10, True)]
+    assert outcomes(resolve_duplicates(keys_table(rows))) == {10: SUPERSEDED, 20: IGNORED}
+    # the first by seq is kept even when it says false and comes last in the table
+    rows = [("k", 7, False), ("k", 3, False)]
+    assert outcomes(resolve_duplicates(keys_table(rows))) == {7: IGNORED}
+
+
+def test_keys_are_independent_and_seq_spans_files() -> None:
+    a1, a2 = sequence_number(0, 5), sequence_number(0, 6)
+    b1, b2 = sequence_number(1, 1), sequence_number(1, 2)
+    rows = [("b", b1, False), ("a", b2, False), ("a", a1, True), ("b", a2, True), ("c", b1 + 1, True)]
+    # a: a1 (first), b2 false -> ignored.  b: a2 (first), b1 false -> ignored.  c alone.
+    assert outcomes(resolve_duplicates(keys_table(rows))) == {b2: IGNORED, b1: IGNORED}
+
+
+def test_resolve_empty_table() -> None:
+    result = resolve_duplicates(keys_table([]))
+    assert result.num_rows == 0
+    assert result.schema.names == ["_seq", "outcome"]
+
+
+def test_resolve_large_seq_values() -> None:
+    big = sequence_number(2**22, 2**40 - 2)
+    rows = [("k", big + 1, True), ("k", big, True)]
+    assert outcomes(resolve_duplicates(keys_table(rows))) == {big: SUPERSEDED}
+
+
+@st.composite
+def key_rows(draw: st.DrawFn) -> list[tuple[str, int, bool]]:
+    n = draw(st.integers(min_value=0, max_value=40))
+    seqs = draw(st.lists(st.integers(min_value=0, max_value=2**50), min_size=n, max_size=n, unique=True))
+    keys = draw(st.lists(st.sampled_from(["a", "b", "c", "d\x1fe", ""]), min_size=n, max_size=n))
+    flags = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    rows = list(zip(keys, seqs, flags, strict=True))
+    draw(st.randoms(use_true_random=False)).shuffle(rows)
+    return rows
+
+
+@settings(max_examples=120, deadline=None)
+@given(key_rows())
+def test_resolve_matches_reference(rows: list[tuple[str, int, bool]]) -> None:
+    result = resolve_duplicates(keys_table(rows))
+    got = outcomes(result)
+    assert got == reference(rows)
+    assert result.column("_seq").to_pylist() == sorted(got)
+    # exactly one survivor per key
+    survivors = {seq for _, seq, _ in rows} - set(got)
+    assert sorted(k for k, seq, _ in rows if seq in survivors) == sorted({k for k, _, _ in rows})
+
+
+# --- DedupeByKey -------------------------------------------------------------------------------
+
+
+def _batch(config: WorkstreamConfig, rows: list[dict[str, Any]], file_index: int, first_line: int,
+           source: str) -> pa.RecordBatch:
+    lines = list(range(first_line, first_line + len(rows)))
+    chunk = RawChunk(source, file_index, "jsonl", None, lines=lines,
+                     raws=[json.dumps(r).encode() for r in rows], cells=[None] * len(rows),
+                     problems=[None] * len(rows))
+    accepted, rejects, _ = validate_chunk(chunk, config)
+    assert rejects.num_rows == 0, rejects.to_pylist()
+    return derive_durations(accepted)
+
+
+def _batches(config: WorkstreamConfig) -> list[pa.RecordBatch]:
+    """Records of two files over three batches; worker_id names each record."""
+    a = [
+        record(worker_id="w1", unique_id="u1"),                            # a.jsonl:1
+        record(worker_id="w2", unique_id="u1", replace_duplicate=False),   # a.jsonl:2
+        record(worker_id="w3"),                                            # a.jsonl:3  no unique_id
+        record(worker_id="w4", unique_id="u2"),                            # a.jsonl:4
+    ]
+    b1 = [
+        record(worker_id="w5", unique_id="u1", replace_duplicate=True),    # b.jsonl:1
+        record(worker_id="w6", unique_id=" u2 ", replace_duplicate=False),  # b.jsonl:2  trimmed: same key as u2
+    ]
+    b2 = [
+        record(worker_id="w7"),                                            # b.jsonl:3  no unique_id
+        record(worker_id="w8", unique_id="u1", replace_duplicate="no"),    # b.jsonl:4
+        record(worker_id="w9", unique_id="u1", task_definition_id=TD2),    # b.jsonl:5  other key
+        record(worker_id="w10"),                                           # b.jsonl:6  no unique_id
+    ]
+    # later records first: the decision must follow _seq, not arrival
+    return [_batch(config, b2, 1, 3, "b.jsonl"), _batch(config, b1, 1, 1, "b.jsonl"),
+            _batch(config, a, 0, 1, "a.jsonl")]
+
+
+@pytest.mark.parametrize(("policy", "buckets", "kept", "counts", "batches_out"), [
+    # u1: w1 T, w2 F, w5 T, w8 F -> w5 kept, w1 superseded, w2 and w8 ignored; u2: w4, w6 F -> w4 kept
+    ("per-record", 1, ["w3", "w4", "w5", "w7", "w9", "w10"], {"superseded": 1, "ignored_duplicates": 3}, 3),
+    # every record replaces: u1 -> w8, u2 -> w6
+    ("replace", 32, ["w3", "w6", "w7", "w8", "w9", "w10"], {"superseded": 4, "ignored_duplicates": 0}, 3),
+    # every record is ignored after the first: u1 -> w1, u2 -> w4 (b.jsonl:1-2 lose both: no empty batch)
+    ("keep-first", 3, ["w1", "w3", "w4", "w7", "w9", "w10"], {"superseded": 0, "ignored_duplicates": 4}, 2),
+])
+def test_dedupe_by_key_policies(config: WorkstreamConfig, policy: str, buckets: int, kept: list[str],
+                                counts: dict[str, int], batches_out: int) -> None:
+    batches = _batches(config)
+    total = sum(b.num_rows for b in batches)
+    assert total == len(kept) + counts["superseded"] + counts["ignored_duplicates"]  # the expectation reconciles
+
+    with BeamTestPipeline(runner="FnApiRunner") as pipeline:
+        deduped = pipeline | beam.Create(batches) | DedupeByKey(policy, buckets=buckets)
+        assert set(deduped) == {"kept", "counts"}
+        rows = deduped["kept"] | "Rows" >> beam.FlatMap(lambda b: [("kept", r["worker_id"]) for r in b.to_pylist()])
+        summed = deduped["counts"] | beam.CombineGlobally(SumCounts()) | "Tag" >> beam.Map(
+            lambda c: ("counts", json.dumps(c, sort_keys=True)))
+        schemas = deduped["kept"] | "Schemas" >> beam.Map(lambda b: ("schema_kept", b.schema.equals(batches[0].schema)))
+        assert_that((rows, summed, schemas) | beam.Flatten(), equal_to(
+            [("kept", w) for w in kept]
+            + [("counts", json.dumps(counts, sort_keys=True))]
+            + [("schema_kept", True)] * batches_out
+        ))
+
+
+def test_dedupe_by_key_rejects_an_unknown_policy() -> None:
+    with pytest.raises(ValueError, match="keep-first"):
+        DedupeByKey("keep-last")
+
+
+def test_dedupe_without_unique_ids_keeps_everything(config: WorkstreamConfig) -> None:
+    """Records without unique_id never meet: identical bodies are all kept (and no outcomes)."""
+    batch = _batch(config, [record(), record(), record(replace_duplicate=False)], 0, 1, "a.jsonl")
+    other = _batch(config, [record()], 1, 1, "b.jsonl")
+    with BeamTestPipeline(runner="FnApiRunner") as pipeline:
+        deduped = pipeline | beam.Create([batch, other]) | DedupeByKey("keep-first")
+        rows = deduped["kept"] | "Rows" >> beam.FlatMap(
+            lambda b: [("kept", r["source_file"], r["source_line"]) for r in b.to_pylist()])
+        counts = deduped["counts"] | "Counts" >> beam.Map(lambda c: ("counts", json.dumps(c, sort_keys=True)))
+        assert_that((rows, counts) | beam.Flatten(), equal_to([
+            ("kept", "a.jsonl", 1), ("kept", "a.jsonl", 2), ("kept", "a.jsonl", 3), ("kept", "b.jsonl", 1),
+        ]))
+
+
+def test_reference_itself_on_the_spec_example() -> None:
+    """Guard the oracle: T, F, T, F -> the third is kept."""
+    rows = [("k", 1, True), ("k", 2, False), ("k", 3, True), ("k", 4, False)]
+    random.Random(0).shuffle(rows)
+    assert reference(rows) == {1: SUPERSEDED, 2: IGNORED, 4: IGNORED}

@@ -1,0 +1,136 @@
+"""The vectorized fast path and the pydantic model give the same verdict on every record."""
+
+from __future__ import annotations
+
+import json
+from datetime import timezone
+from zoneinfo import ZoneInfo
+
+import pyarrow as pa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas.config import WorkstreamConfig
+from tests.conftest import CONFIG_DATA, TD, TD2, UC, WS
+from transforms.read import RawChunk
+from transforms.validate import validate_chunk
+
+CONFIG = WorkstreamConfig.model_validate(CONFIG_DATA)
+
+_text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=8)
+_padded = st.builds(lambda pad, s, pad2: pad + s + pad2, st.sampled_from(["", " ", "\t", "\x1f", "\xa0"]),
+                    st.sampled_from(["abc", "A@B.com", "x", "Ünï", "ab\x0bC@d.e"]), st.sampled_from(["", " ", "\n"]))
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 2**64), st.floats(allow_nan=False, allow_infinity=False), _text, _padded)
+_numbers = st.one_of(
+    st.integers(-3, 10**20), st.floats(-1, 1e20), st.sampled_from(["10", "10.0", "007", " 5", "1e3", "-1", "1_0", "ten",
+                                                                      "", "nan", "inf", "9" * 25, "１０", "0.5"]),
+    st.booleans(), st.none(),
+)
+_timestamps = st.one_of(
+    st.sampled_from([
+        "2020-12-22T09:13:24.127Z", "2020-12-22 09:13:24+05:45", "2020-12-22T09:13:24.123456+0545",
+        "2020-12-22T09:13Z", "2020-12-22T09:13:24", "2020-12-22", "2020-12-22T09", "2020-02-30T00:00:00Z",
+        "2020-12-22T24:00:00Z", "2020-12-22T09:13:60Z", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00",
+        "2020-12-22T09:13:24.1234567Z", "2020-12-22t09:13:24z", " 2020-12-22T09:13:24Z", "2020-12-22T09:13:24+24:00",
+        "2021-03-28T02:30:00", "2020-12-22T09:13:24-00:00", "",
+    ]),
+    st.datetimes(timezones=st.sampled_from([timezone.utc, ZoneInfo("Asia/Kathmandu")])).map(lambda d: d.isoformat()),
+    st.integers(), st.none(),
+)
+_objects = st.one_of(st.none(), st.dictionaries(_text, _scalars, max_size=3),
+                     st.sampled_from(['{"a": 1}', "[1]", "null", "not json", '{"n": 18446744073709551616}', ""]),
+                     st.integers())
+_flags = st.one_of(st.none(), st.booleans(), st.sampled_from(["yes", "NO", "True", "1", "0", " yes", "maybe", 1, 0, 2]))
+_ids = st.one_of(st.sampled_from([WS, "ws-audio", "ws-nope", UC, TD, TD2, "uc-audio", "td-transcribe", " " + WS, ""]),
+                 st.none(), st.integers(0, 3))
+
+
+@st.composite
+def _record(draw: st.DrawFn) -> dict:
+    fields = {
+        "workstream_id": _ids, "worker_id": st.one_of(_padded, _text, st.integers()),
+        "task_id": _scalars, "task_url": _scalars, "task_count": _numbers, "subtask_count": _numbers,
+        "use_case_id": _ids, "task_definition_id": _ids, "task_started_at": _timestamps,
+        "task_completed_at": _timestamps, "duration": _numbers, "task_created_at": _timestamps,
+        "data_source": st.sampled_from(["api", "csv_manual", "API", "", None, 3]),
+        "task_metadata": _objects, "task_measurements": _objects, "dataset_id": _scalars,
+        "asset_id": _scalars, "unique_id": _scalars, "replace_duplicate": _flags, "received_at": _timestamps,
+        "extra": _scalars,
+    }
+    base = {"workstream_id": WS, "worker_id": "w@x.com", "use_case_id": UC, "task_definition_id": TD,
+            "task_started_at": "2020-12-22T09:13:24Z", "task_completed_at": "2020-12-22T10:13:24Z"}
+    chosen = draw(st.sets(st.sampled_from(sorted(fields)), max_size=4))
+    for name in chosen:
+        value = draw(fields[name])
+        if value is None and draw(st.booleans()):
+            base.pop(name, None)
+        else:
+            base[name] = value
+    return base
+
+
+def _chunk(records: list[dict], kind: str) -> RawChunk:
+    chunk = RawChunk("mem.jsonl", 0, "jsonl", None)
+    for line, data in enumerate(records, start=1):
+        chunk.lines.append(line)
+        chunk.raws.append(json.dumps(data, allow_nan=False).encode() if kind == "json" else b"")
+        chunk.cells.append(None)
+        chunk.problems.append(None)
+    return chunk
+
+
+def _csv_chunk(records: list[dict]) -> RawChunk:
+    header = sorted({k for r in records for k in r})
+    chunk = RawChunk("mem.csv", 0, "csv", None, header=tuple(header))
+    for line, data in enumerate(records, start=2):
+        cells = ["" if data.get(k) is None else str(data[k]) for k in header]
+        chunk.lines.append(line)
+        chunk.raws.append(",".join(cells))
+        chunk.cells.append(cells)
+        chunk.problems.append(None)
+    return chunk
+
+
+def _same(chunk: RawChunk, tz=timezone.utc, run_workstream: str | None = None) -> None:
+    slow = validate_chunk(chunk, CONFIG, tz, run_workstream, fast=False)
+    fast = validate_chunk(chunk, CONFIG, tz, run_workstream, fast=True)
+    assert fast[0].to_pylist() == slow[0].to_pylist()
+    assert fast[1].to_pylist() == slow[1].to_pylist()
+    assert fast[2] == slow[2]
+
+
+def _json_safe(records: list[dict]) -> list[dict]:
+    """As a JSON lines file would give them back (tuples become lists, and so on)."""
+    return [json.loads(json.dumps(r)) for r in records]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_record(), min_size=1, max_size=12))
+def test_fast_path_agrees_with_the_model_on_json_records(records: list[dict]) -> None:
+    _same(_chunk(_json_safe(records), "json"))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_record(), min_size=1, max_size=12), st.sampled_from([None, WS]))
+def test_fast_path_agrees_with_the_model_on_csv_rows(records: list[dict], run_workstream: str | None) -> None:
+    _same(_csv_chunk(_json_safe(records)), run_workstream=run_workstream)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_record(), min_size=1, max_size=8))
+def test_fast_path_agrees_in_another_default_time_zone(records: list[dict]) -> None:
+    _same(_chunk(_json_safe(records), "json"), tz=ZoneInfo("America/New_York"))
+
+
+def test_fast_path_certifies_plain_records() -> None:
+    """The fast path must actually take the common case, or it is no faster."""
+    from transforms.fast_validate import certify
+
+    plain = {"workstream_id": WS, "worker_id": "Ana@Example.com", "use_case_id": UC, "task_definition_id": TD,
+             "task_started_at": "2020-12-22T09:13:24.127+05:45", "task_completed_at": "2020-12-22 10:13:24Z",
+             "task_count": 3, "duration": 12.5, "task_metadata": {"a": 1}, "unique_id": "u", "replace_duplicate": False}
+    columns, ok, extras = certify([plain, {**plain, "note": "x"}], CONFIG, True, None)
+    assert ok.tolist() == [True, True]
+    assert columns["worker_id"].to_pylist() == ["ana@example.com"] * 2
+    assert extras == [None, '{"note":"x"}']
+    assert columns["task_metadata"].type == pa.map_(pa.string(), pa.string())

@@ -1,0 +1,225 @@
+"""Vectorized certification of records: the fast path beside the pydantic model.
+
+``certify`` looks at a chunk's parsed records column by column with pyarrow.compute and
+accepts a record only when every value is of the plain, unambiguous form it can check exactly
+(trimmed ASCII-edged strings, non-negative integers, ISO 8601 datetimes with an offset, known
+workstream/use case/task definition, ...). Every other record is *deferred* to the pydantic
+model, which decides it and writes the reject reasons. So the fast path never rejects and
+never decides a hard case; a property test (tests/test_fast_validate.py) proves that what it
+accepts, it accepts with exactly the values the model produces.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas import rules
+from schemas.config import WorkstreamConfig
+from schemas.record import FIELD_ORDER
+
+__all__ = ["certify"]
+
+_KNOWN = frozenset(FIELD_ORDER)
+_STRING_FIELDS = ("workstream_id", "worker_id", "task_id", "task_url", "use_case_id", "task_definition_id",
+                  "data_source", "dataset_id", "asset_id", "unique_id")
+_REQUIRED = ("workstream_id", "worker_id", "use_case_id", "task_definition_id", "task_started_at", "task_completed_at")
+_TIMESTAMP_FIELDS = ("task_started_at", "task_completed_at", "task_created_at", "received_at")
+_OBJECT_FIELDS = ("task_metadata", "task_measurements")
+_UTC = pa.timestamp("us", tz="UTC")
+
+# Strings the model would keep as they are: first and last character printable ASCII, not space.
+_TRIMMED = r"(?s)^[!-~](.*[!-~])?$"
+# The model's e-mail pattern, with Python's ASCII \\s spelled out (RE2's \\s lacks \\v and \\x1c-\\x1f).
+_NOT_AT_OR_SPACE = r"[^@\t\n\x0b\x0c\r\x1c-\x20]"
+_EMAIL = f"^{_NOT_AT_OR_SPACE}+@{_NOT_AT_OR_SPACE}+\\.{_NOT_AT_OR_SPACE}+$"
+_DATE_TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
+_ZONED = _DATE_TIME + r"(Z|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])$"
+_NAIVE = _DATE_TIME + "$"
+_PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?", re.ASCII)
+_BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+
+
+def certify(records: Sequence[Mapping[str, Any]], config: WorkstreamConfig, default_tz_is_utc: bool,
+            default_workstream: str | None) -> tuple[dict[str, pa.Array], np.ndarray, list[str | None]]:
+    """Columns of the records' normalized values, a mask of the records certified, extra_fields.
+
+    Values of records that are not certified are meaningless and must be decided by the model.
+    """
+    n = len(records)
+    ok = np.ones(n, dtype=bool)
+    columns: dict[str, pa.Array] = {}
+
+    for name in _STRING_FIELDS:
+        array, fine = _strings([r.get(name) for r in records])
+        columns[name] = array
+        ok &= fine
+    if default_workstream is not None:
+        columns["workstream_id"] = pc.fill_null(columns["workstream_id"], default_workstream)
+    worker = columns["worker_id"]
+    ok &= _mask(pc.or_kleene(pc.is_null(worker), pc.string_is_ascii(worker)))
+    columns["worker_id"] = pc.if_else(pc.match_substring_regex(worker, _EMAIL), pc.utf8_lower(worker), worker)
+    source = columns["data_source"]
+    ok &= _mask(pc.or_kleene(pc.is_null(source), pc.is_in(source, value_set=pa.array(rules.DATA_SOURCES))))
+
+    for name in ("task_count", "subtask_count"):
+        values, fine = _counts([r.get(name) for r in records])
+        columns[name] = pa.array(values, pa.int64())
+        ok &= fine
+    columns["task_count"] = pc.fill_null(columns["task_count"], 1)
+    durations, fine = _durations([r.get("duration") for r in records])
+    columns["duration"] = pa.array(durations, pa.float64())
+    ok &= fine
+    flags, fine = _flags([r.get("replace_duplicate") for r in records])
+    columns["replace_duplicate"] = pc.fill_null(pa.array(flags, pa.bool_()), True)
+    ok &= fine
+
+    for name in _TIMESTAMP_FIELDS:
+        array, fine = _timestamps([r.get(name) for r in records], default_tz_is_utc)
+        columns[name] = array
+        ok &= fine
+    ok &= _mask(pc.greater_equal(columns["task_completed_at"], columns["task_started_at"]))
+
+    for name in _OBJECT_FIELDS:
+        maps, fine = _objects([r.get(name) for r in records])
+        columns[name] = pa.array(maps, pa.map_(pa.string(), pa.string()))
+        ok &= fine
+
+    for name in _REQUIRED:
+        ok &= _mask(pc.is_valid(columns[name]))
+    known = pa.array([f"{w}\x1f{u}\x1f{t}" for w, ucs in config.task_definitions.items()
+                      for u, tds in ucs.items() for t in tds], pa.string())
+    triple = pc.binary_join_element_wise(columns["workstream_id"], columns["use_case_id"],
+                                         columns["task_definition_id"], "\x1f")
+    ok &= _mask(pc.is_in(triple, value_set=known))
+
+    extras = [_extra_text(r) if len(r.keys() - _KNOWN) else None for r in records]
+    return columns, ok, extras
+
+
+def _mask(condition: pa.Array) -> np.ndarray:
+    """A boolean Arrow array as numpy, null counting as false (not certified)."""
+    return pc.fill_null(condition, False).to_numpy(zero_copy_only=False)
+
+
+def _strings(values: list[Any]) -> tuple[pa.Array, np.ndarray]:
+    try:
+        array = pa.array(values, pa.string())
+        fine = np.ones(len(values), dtype=bool)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        fine = np.array([v is None or type(v) is str for v in values], dtype=bool)
+        array = pa.array([v if type(v) is str else None for v in values], pa.string())
+    fine &= _mask(pc.or_kleene(pc.is_null(array), pc.match_substring_regex(array, _TRIMMED)))
+    return array, fine
+
+
+def _counts(values: list[Any]) -> tuple[list[int | None], np.ndarray]:
+    out: list[int | None] = []
+    fine = np.ones(len(values), dtype=bool)
+    for i, value in enumerate(values):
+        kind = type(value)
+        if value is None:
+            out.append(None)
+        elif kind is int and 0 <= value < 2**63:
+            out.append(value)
+        elif kind is str and value.isascii() and value.isdigit() and len(value) < 19:
+            out.append(int(value))
+        else:
+            out.append(None)
+            fine[i] = False
+    return out, fine
+
+
+def _durations(values: list[Any]) -> tuple[list[float | None], np.ndarray]:
+    out: list[float | None] = []
+    fine = np.ones(len(values), dtype=bool)
+    for i, value in enumerate(values):
+        kind = type(value)
+        if value is None:
+            out.append(None)
+        elif (kind is int and 0 <= value < 2**63) or (kind is float and 0 <= value and math.isfinite(value)):
+            out.append(float(value))
+        elif kind is str and _PLAIN_DECIMAL.fullmatch(value) and math.isfinite(float(value)):
+            out.append(float(value))
+        else:
+            out.append(None)
+            fine[i] = False
+    return out, fine
+
+
+def _flags(values: list[Any]) -> tuple[list[bool | None], np.ndarray]:
+    out: list[bool | None] = []
+    fine = np.ones(len(values), dtype=bool)
+    for i, value in enumerate(values):
+        if value is None or type(value) is bool:
+            out.append(value)
+        elif type(value) is str and value.lower() in _BOOL_TEXT:
+            out.append(_BOOL_TEXT[value.lower()])
+        else:
+            out.append(None)
+            fine[i] = False
+    return out, fine
+
+
+def _timestamps(values: list[Any], default_tz_is_utc: bool) -> tuple[pa.Array, np.ndarray]:
+    text, fine = _strings(values)
+    zoned = _mask(pc.match_substring_regex(text, _ZONED))
+    naive = _mask(pc.match_substring_regex(text, _NAIVE)) if default_tz_is_utc else np.zeros(len(values), bool)
+    year = pc.utf8_slice_codeunits(text, 0, 4)
+    in_range = _mask(pc.and_(pc.greater_equal(year, "0002"), pc.less_equal(year, "9998")))
+    present = _mask(pc.is_valid(text))
+    fine &= ~present | ((zoned | naive) & in_range)
+    parsed = _cast_each(text, zoned & fine, _UTC)
+    local = _cast_each(text, naive & fine, pa.timestamp("us")).cast(_UTC)
+    result = pc.if_else(pa.array(naive), local, parsed)
+    fine &= ~present | _mask(pc.is_valid(result))
+    return result, fine
+
+
+def _cast_each(text: pa.Array, select: np.ndarray, kind: pa.DataType) -> pa.Array:
+    """Cast the selected strings; a value Arrow cannot parse (30 February) becomes null."""
+    chosen = pc.if_else(pa.array(select), text, pa.scalar(None, pa.string()))
+    try:
+        return pc.cast(chosen, kind)
+    except pa.ArrowInvalid:
+        out = []
+        for value in chosen.to_pylist():
+            try:
+                out.append(pc.cast(pa.scalar(value, pa.string()), kind).as_py() if value is not None else None)
+            except pa.ArrowInvalid:
+                out.append(None)
+        return pa.array(out, kind)
+
+
+def _objects(values: list[Any]) -> tuple[list[dict[str, str | None] | None], np.ndarray]:
+    out: list[dict[str, str | None] | None] = []
+    fine = np.ones(len(values), dtype=bool)
+    for i, value in enumerate(values):
+        if type(value) is str:
+            try:
+                value = json.loads(value)
+            except ValueError:
+                value = None
+            if type(value) is not dict:
+                out.append(None)
+                fine[i] = False
+                continue
+        if value is None:
+            out.append(None)
+        elif type(value) is dict:
+            out.append({k: v if type(v) is str else rules.json_text(v) for k, v in value.items()})
+        else:
+            out.append(None)
+            fine[i] = False
+    return out, fine
+
+
+def _extra_text(record: Mapping[str, Any]) -> str:
+    return rules.json_text({k: v for k, v in record.items() if k not in _KNOWN})

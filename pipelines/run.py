@@ -23,10 +23,11 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipelines.commit import RunError, StagedRun, read_json
+from pipelines.commit import Journal, Ledger, LedgerEntry, RunError, StagedRun, file_checksum, recover
 from schemas.config import ConfigError, WorkstreamConfig, load_config
 from transforms.counts import WriteCounts
-from transforms.dedupe import DUPLICATE_POLICIES, DedupeByKey
+from transforms.dedupe import DUPLICATE_POLICIES, REMOVALS, DedupeByKey
+from transforms.files import read_json, write_json
 from transforms.read import InputFile, ReadTaskFiles, detect_format
 from transforms.validate import COUNTS, REJECTED, DeriveDurations, ValidateRecords
 from transforms.write import WriteRejects, WriteTables
@@ -54,6 +55,7 @@ class RunOptions:
     max_reject_rate: float | None = None
     max_record_bytes: int = 1 << 20
     chunk_records: int = 20_000
+    reprocess: bool = False
 
 
 @dataclass
@@ -65,18 +67,32 @@ class RunResult:
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
-def build_pipeline(pipeline: beam.Pipeline, files: Sequence[InputFile], config: WorkstreamConfig,
+@dataclass(frozen=True)
+class Plan:
+    """What a run will ingest, decided before the pipeline starts (from the ledger)."""
+
+    files: tuple[InputFile, ...]
+    skipped: tuple[str, ...] = ()
+    reprocessed: tuple[str, ...] = ()
+    checksums: dict[str, str] = field(default_factory=dict)
+    removals: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+
+
+def build_pipeline(pipeline: beam.Pipeline, plan: Plan, config: WorkstreamConfig,
                    options: RunOptions, staging: StagedRun) -> None:
     """The pipeline diagram: read -> validate -> derive -> dedupe -> write, counts beside."""
     chunks = (
         pipeline
-        | "ListFiles" >> beam.Create(list(files))
+        | "ListFiles" >> beam.Create(list(plan.files))
         | "ReadTaskFiles" >> ReadTaskFiles(options.file_format, options.max_record_bytes, options.chunk_records)
     )
     validated = chunks | "ValidateRecords" >> ValidateRecords(config, options.timezone, options.workstream_id)
     accepted = validated.accepted | "DeriveDurations" >> DeriveDurations()
-    deduped = accepted | "DedupeByKey" >> DedupeByKey(options.duplicates)
-    written = deduped["kept"] | "WriteTables" >> WriteTables(staging.root, staging.run_id)
+    deduped = accepted | "DedupeByKey" >> DedupeByKey(
+        options.duplicates, output=options.output, staging_root=staging.root, run_id=staging.run_id,
+        reprocessed=plan.reprocessed)
+    written = {"rows": deduped["kept"], "removals": deduped[REMOVALS]} | "WriteTables" >> WriteTables(
+        staging.root, staging.run_id, output=options.output, reprocess=plan.removals)
     rejected = validated[REJECTED] | "WriteRejects" >> WriteRejects(staging.root, staging.run_id)
     (
         (validated[COUNTS], deduped[COUNTS], written, rejected)
@@ -95,16 +111,25 @@ def run(options: RunOptions, beam_args: Sequence[str] = ()) -> RunResult:
     _check_timezone(options.timezone)
     files = resolve_inputs(options.inputs, options.file_format)
     run_id = options.run_id or f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    try:
+        for action in recover(options.output):
+            _LOG.warning("%s", action)
+    except Exception as exc:
+        raise RunError(f"cannot recover the interrupted commit in {options.output}: {exc}") from exc
+    ledger = Ledger.load(options.output)
+    plan = _plan(files, ledger, options.reprocess)
     staging = StagedRun.begin(options.output, run_id)
     pipeline_options = _pipeline_options(beam_args)
-    try:
-        with beam.Pipeline(options=pipeline_options) as pipeline:
-            build_pipeline(pipeline, files, config, options, staging)
-        counts = read_json(staging.counts_path)
-    except Exception as exc:
-        staging.abort()
-        raise RunError(f"the pipeline failed, nothing was committed: {exc}") from exc
-    manifest = _manifest(run_id, options, files, counts, started, pipeline_options)
+    counts: dict[str, Any] = {}
+    if plan.files:
+        try:
+            with beam.Pipeline(options=pipeline_options) as pipeline:
+                build_pipeline(pipeline, plan, config, options, staging)
+            counts = read_json(staging.counts_path)
+        except Exception as exc:
+            staging.abort()
+            raise RunError(f"the pipeline failed, nothing was committed: {exc}") from exc
+    manifest = _manifest(run_id, options, plan, counts, started, pipeline_options)
     rate = manifest["counts"]["rejected"] / manifest["counts"]["read"] if manifest["counts"]["read"] else 0.0
     if options.max_reject_rate is not None and rate > options.max_reject_rate:
         staging.abort()
@@ -112,8 +137,31 @@ def run(options: RunOptions, beam_args: Sequence[str] = ()) -> RunResult:
             f"reject rate {rate:.4f} ({manifest['counts']['rejected']} of {manifest['counts']['read']}) "
             f"is above --max-reject-rate {options.max_reject_rate}; nothing was committed"
         )
-    manifest_path = staging.commit(counts.get("staged_files", []), manifest)
-    return RunResult(run_id, manifest_path, manifest)
+    journal = Journal(options.output, run_id, manifest=manifest)
+    journal.moves = [(path, staging.final_path(path)) for path in sorted(counts.get("staged_files", []))]
+    journal.deletes = sorted(set(counts.get("retired_files", [])))
+    if plan.files:
+        partitions = counts.get("file_partitions", {})
+        entries = [LedgerEntry(f.path, plan.checksums[f.path], run_id,
+                               tuple(sorted({tuple(p) for p in partitions.get(f.path, [])}))) for f in plan.files]
+        staged_ledger = FileSystems.join(staging.root, "_ledger", "ledger.json")
+        write_json(staged_ledger, ledger.updated(entries))
+        journal.moves.append((staged_ledger, ledger.next_path()))
+        journal.deletes += ledger.files
+    return RunResult(run_id, journal.commit(), manifest)
+
+
+def _plan(files: Sequence[InputFile], ledger: Ledger, reprocess: bool) -> Plan:
+    """Skip files already ingested unchanged; a changed or forced file replaces its earlier rows."""
+    checksums = {f.path: file_checksum(f.path) for f in files}
+    todo = [f for f in files if reprocess or not ledger.ingested(f.path, checksums[f.path])]
+    skipped = tuple(f.path for f in files if f not in todo)
+    reprocessed = tuple(f.path for f in todo if f.path in ledger.entries)
+    removals: dict[tuple[str, str], list[str]] = {}
+    for path in reprocessed:
+        for partition in ledger.entries[path].partitions:
+            removals.setdefault(tuple(partition), []).append(path)  # type: ignore[arg-type]
+    return Plan(tuple(todo), skipped, reprocessed, checksums, removals)
 
 
 def resolve_inputs(patterns: Sequence[str], file_format: str = "auto") -> list[InputFile]:
@@ -151,7 +199,7 @@ def _pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
     return options
 
 
-def _manifest(run_id: str, options: RunOptions, files: Sequence[InputFile], counts: dict[str, Any],
+def _manifest(run_id: str, options: RunOptions, plan: Plan, counts: dict[str, Any],
               started: datetime, pipeline_options: PipelineOptions) -> dict[str, Any]:
     tables = counts.get("tables", {})
     summary = {
@@ -161,7 +209,7 @@ def _manifest(run_id: str, options: RunOptions, files: Sequence[InputFile], coun
         "rejected": counts.get("rejected", 0),
         "ignored_duplicates": counts.get("ignored_duplicates", 0),
         "superseded": counts.get("superseded", 0),
-        "replaced_existing": 0,
+        "replaced_existing": counts.get("replaced_existing", 0),
         "rejected_by_code": dict(sorted(counts.get("rejected_by_code", {}).items())),
     }
     summary["reconciles"] = summary["read"] == (
@@ -172,12 +220,17 @@ def _manifest(run_id: str, options: RunOptions, files: Sequence[InputFile], coun
         "status": "committed",
         "started_at": started.isoformat(),
         "finished_at": datetime.now(timezone.utc).isoformat(),
-        "inputs": [{"path": f.path, "format": detect_format(f.path, options.file_format)} for f in files],
+        "inputs": [{"path": f.path, "format": detect_format(f.path, options.file_format),
+                    "sha256": plan.checksums[f.path], "reprocessed": f.path in plan.reprocessed} for f in plan.files],
+        "skipped_inputs": [{"path": p, "sha256": plan.checksums[p], "reason": "already ingested, unchanged"}
+                           for p in plan.skipped],
         "options": {**asdict(options), "inputs": list(options.inputs),
                     "runner": pipeline_options.view_as(StandardOptions).runner},
         "counts": summary,
-        "tables": {name: tables.get(name, {"rows": 0, "files": 0})
+        "tables": {name: {"rows": 0, "files": 0, **tables.get(name, {})}
                    for name in ("task_completed", "throughput_daily", "rejects")},
+        "files_added": len(counts.get("staged_files", [])),
+        "files_retired": len(set(counts.get("retired_files", []))),
     }
 
 
@@ -196,6 +249,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[RunOptions, list[str]
     parser.add_argument("--max-reject-rate", type=_fraction, metavar="FRACTION",
                         help="fail the run when rejected/read is above this")
     parser.add_argument("--max-record-bytes", type=int, default=1 << 20, metavar="N")
+    parser.add_argument("--reprocess", action="store_true",
+                        help="ingest files again even if the ledger has them; their earlier rows are replaced")
     parser.add_argument("--chunk-records", type=int, default=20_000, metavar="N",
                         help="records per batch between stages")
     known, beam_args = parser.parse_known_args(argv)
@@ -218,7 +273,11 @@ def format_summary(result: RunResult) -> str:
         f"  read {counts['read']}  written {counts['written']}  rejected {counts['rejected']}  "
         f"superseded {counts['superseded']}  ignored duplicates {counts['ignored_duplicates']}  "
         f"(blank lines {counts['blank_lines']})",
+        f"  replaced rows of earlier runs {counts['replaced_existing']}",
     ]
+    if result.manifest["skipped_inputs"]:
+        lines.append(f"  skipped {len(result.manifest['skipped_inputs'])} file(s) already ingested unchanged "
+                     "(--reprocess to ingest them again)")
     if counts["rejected_by_code"]:
         lines.append("  rejects: " + ", ".join(f"{code} {n}" for code, n in counts["rejected_by_code"].items()))
     lines.append("  tables: " + ", ".join(f"{name} {t['rows']} rows" for name, t in tables.items()))

@@ -168,11 +168,11 @@ def _batches(config: WorkstreamConfig) -> list[pa.RecordBatch]:
 
 @pytest.mark.parametrize(("policy", "buckets", "kept", "counts", "batches_out"), [
     # u1: w1 T, w2 F, w5 T, w8 F -> w5 kept, w1 superseded, w2 and w8 ignored; u2: w4, w6 F -> w4 kept
-    ("per-record", 1, ["w3", "w4", "w5", "w7", "w9", "w10"], {"superseded": 1, "ignored_duplicates": 3}, 3),
+    ("per-record", 1, ["w3", "w4", "w5", "w7", "w9", "w10"], {"superseded": 1, "ignored_duplicates": 3, "replaced_existing": 0}, 3),
     # every record replaces: u1 -> w8, u2 -> w6
-    ("replace", 32, ["w3", "w6", "w7", "w8", "w9", "w10"], {"superseded": 4, "ignored_duplicates": 0}, 3),
+    ("replace", 32, ["w3", "w6", "w7", "w8", "w9", "w10"], {"superseded": 4, "ignored_duplicates": 0, "replaced_existing": 0}, 3),
     # every record is ignored after the first: u1 -> w1, u2 -> w4 (b.jsonl:1-2 lose both: no empty batch)
-    ("keep-first", 3, ["w1", "w3", "w4", "w7", "w9", "w10"], {"superseded": 0, "ignored_duplicates": 4}, 2),
+    ("keep-first", 3, ["w1", "w3", "w4", "w7", "w9", "w10"], {"superseded": 0, "ignored_duplicates": 4, "replaced_existing": 0}, 2),
 ])
 def test_dedupe_by_key_policies(config: WorkstreamConfig, policy: str, buckets: int, kept: list[str],
                                 counts: dict[str, int], batches_out: int) -> None:
@@ -182,7 +182,7 @@ def test_dedupe_by_key_policies(config: WorkstreamConfig, policy: str, buckets: 
 
     with BeamTestPipeline(runner="FnApiRunner") as pipeline:
         deduped = pipeline | beam.Create(batches) | DedupeByKey(policy, buckets=buckets)
-        assert set(deduped) == {"kept", "counts"}
+        assert set(deduped) == {"kept", "counts", "removals"}
         rows = deduped["kept"] | "Rows" >> beam.FlatMap(lambda b: [("kept", r["worker_id"]) for r in b.to_pylist()])
         summed = deduped["counts"] | beam.CombineGlobally(SumCounts()) | "Tag" >> beam.Map(
             lambda c: ("counts", json.dumps(c, sort_keys=True)))

@@ -70,7 +70,10 @@ def _expected_paths(root: Path) -> list[str]:
 
 
 def _sorted_staged(counts: dict[str, Any]) -> str:
-    return json.dumps({**counts, "staged_files": sorted(counts["staged_files"])}, sort_keys=True)
+    partitions = {path: sorted(map(list, {tuple(p) for p in found}))
+                  for path, found in counts.get("file_partitions", {}).items()}
+    return json.dumps({**counts, "staged_files": sorted(counts["staged_files"]), "file_partitions": partitions},
+                      sort_keys=True)
 
 
 def test_write_tables_and_rejects(config: WorkstreamConfig, tmp_path: Path) -> None:
@@ -80,9 +83,14 @@ def test_write_tables_and_rejects(config: WorkstreamConfig, tmp_path: Path) -> N
     root = tmp_path / "staging"
     expected_counts = {
         "written": 7,
-        "tables": {"task_completed": {"rows": 7, "files": 4}, "throughput_daily": {"rows": 5, "files": 4},
-                   "rejects": {"rows": 3, "files": 1}},
+        "tables": {"task_completed": {"rows": 7, "files": 4, "rows_removed": 0},
+                   "throughput_daily": {"rows": 5, "files": 4}, "rejects": {"rows": 3, "files": 1}},
         "staged_files": _expected_paths(root),
+        "retired_files": [],
+        "file_partitions": {  # where each input file's rows went: the ledger keeps it for --reprocess
+            "in/a.jsonl": [["ws-audio", "2020-12-22"], ["ws-ner", "2020-12-22"], ["ws-ner", "2020-12-23"]],
+            "in/b.jsonl": [["ws-audio", "2020-12-21"], ["ws-ner", "2020-12-22"]],
+        },
     }
 
     with BeamTestPipeline(runner="FnApiRunner") as pipeline:

@@ -1,57 +1,95 @@
 """Dedupe accepted records by (workstream, use case, task definition, unique_id) — SPEC 4.
 
 The shuffle carries only what the decision needs: per bucket of keys, an Arrow table of the
-key, the record's ``_seq`` (its place in SPEC 2.4's order) and its replace flag. The decision
-is made by ``resolve_duplicates`` (vectorized, ordered by ``_seq``, never by arrival), and the
-losers' ``_seq`` come back as a side input that filters the full batches, which never cross a
-shuffle here. Records without unique_id are never duplicates and skip all of it.
+key, the record's ``_seq`` (its place in SPEC 2.4's order), its replace flag and where its row
+will live. The decision is made by ``resolve_duplicates`` (vectorized, ordered by ``_seq``,
+never by arrival), and the losers' ``_seq`` come back as a side input that filters the full
+batches, which never cross a shuffle here. Records without unique_id skip all of it.
+
+Across runs, each bucket has a key index in the output folder (``_index/bucket=NN/``: key,
+workstream, completed date, source file of every row that has a unique_id). An indexed row is
+earlier than anything in the run, so it simply heads its key's chain; when it loses, its
+partition is told to remove it (``removals``) and the bucket's index is rewritten.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
+from apache_beam.io.filesystems import FileSystems
 
-__all__ = ["DUPLICATE_POLICIES", "DedupeByKey", "resolve_duplicates"]
+from transforms.files import list_files, read_parquet, write_parquet
+
+__all__ = ["DUPLICATE_POLICIES", "INDEX_BUCKETS", "DedupeByKey", "bucket_of", "index_folder", "resolve_duplicates"]
 
 DUPLICATE_POLICIES = ("per-record", "replace", "keep-first")
+INDEX_BUCKETS = 32  # a property of the output folder's index: never change for an existing folder
 KEY_COLUMNS = ("workstream_id", "use_case_id", "task_definition_id", "unique_id")
 COUNTS = "counts"
+REMOVALS = "removals"
 
 SUPERSEDED = "superseded"
 IGNORED = "ignored_duplicate"
 _OUTCOMES_SCHEMA = pa.schema([("_seq", pa.int64()), ("outcome", pa.string())])
+INDEX_SCHEMA = pa.schema([("key", pa.string()), ("workstream_id", pa.string()),
+                          ("completed_date", pa.date32()), ("source_file", pa.string())])
+_KEYS_SCHEMA = pa.schema([("key", pa.string()), ("_seq", pa.int64()), ("replace", pa.bool_()),
+                          ("workstream_id", pa.string()), ("completed_date", pa.date32()),
+                          ("source_file", pa.string())])
 
 
 class DedupeByKey(beam.PTransform):
-    """Accepted batches -> ``kept``: the batches without the records SPEC 4 drops, and ``counts``."""
+    """Accepted batches -> ``kept`` batches, ``removals`` of earlier runs' rows, and ``counts``.
 
-    def __init__(self, policy: str = "per-record", buckets: int = 32) -> None:
+    ``output``/``staging_root``/``run_id`` are None for a dedupe within the batches alone.
+    ``reprocessed`` files' earlier rows are being removed by the run: their index entries go.
+    """
+
+    def __init__(self, policy: str = "per-record", buckets: int = INDEX_BUCKETS, output: str | None = None,
+                 staging_root: str | None = None, run_id: str = "", reprocessed: Sequence[str] = ()) -> None:
         super().__init__()
         if policy not in DUPLICATE_POLICIES:
             raise ValueError(f"unknown duplicates policy {policy!r}; one of {', '.join(DUPLICATE_POLICIES)}")
         self._policy = policy
         self._buckets = buckets
+        self._output = output
+        self._staging_root = staging_root
+        self._run_id = run_id
+        self._reprocessed = tuple(reprocessed)
 
     def expand(self, batches: beam.PCollection[pa.RecordBatch]) -> dict[str, beam.PCollection]:
-        losers = (
-            batches
-            | "KeysByBucket" >> beam.FlatMap(_keys_by_bucket, buckets=self._buckets, policy=self._policy)
+        keyed = batches | "KeysByBucket" >> beam.FlatMap(_keys_by_bucket, buckets=self._buckets, policy=self._policy)
+        if self._reprocessed:  # every bucket must drop the reprocessed files' index entries
+            seeds = keyed.pipeline | "EveryBucket" >> beam.Create(
+                [(b, _KEYS_SCHEMA.empty_table()) for b in range(self._buckets)])
+            keyed = (keyed, seeds) | "WithEveryBucket" >> beam.Flatten()
+        resolved = (
+            keyed
             | "GroupBuckets" >> beam.GroupByKey()
-            | "ResolveChains" >> beam.MapTuple(lambda _bucket, tables: resolve_duplicates(pa.concat_tables(tables)))
+            | "ResolveChains" >> beam.ParDo(
+                _ResolveBucketFn(self._output, self._staging_root, self._run_id, self._reprocessed)
+            ).with_outputs(REMOVALS, COUNTS, main="losers")
         )
-        kept = batches | "DropLosers" >> beam.ParDo(_DropLosersFn(), beam.pvalue.AsList(losers))
-        counts = losers | "CountOutcomes" >> beam.Map(_outcome_counts)
-        return {"kept": kept, COUNTS: counts}
+        kept = batches | "DropLosers" >> beam.ParDo(_DropLosersFn(), beam.pvalue.AsList(resolved.losers))
+        return {"kept": kept, REMOVALS: resolved[REMOVALS], COUNTS: resolved[COUNTS]}
+
+
+def bucket_of(keys: Iterable[str], buckets: int) -> list[int]:
+    """A key's bucket: stable across processes and runs (crc32, not Python's salted hash)."""
+    return [zlib.crc32(k.encode()) % buckets for k in keys]
+
+
+def index_folder(output: str, bucket: int) -> str:
+    return FileSystems.join(output, "_index", f"bucket={bucket:02d}")
 
 
 def _keys_by_bucket(batch: pa.RecordBatch, buckets: int, policy: str) -> Iterator[tuple[int, pa.Table]]:
-    """The dedupe keys of a batch's records that have a unique_id, split by a stable hash."""
+    """The dedupe keys of a batch's records that have a unique_id, split by bucket."""
     keyed = batch.filter(pc.is_valid(batch.column("unique_id")))
     if not keyed.num_rows:
         return
@@ -60,10 +98,15 @@ def _keys_by_bucket(batch: pa.RecordBatch, buckets: int, policy: str) -> Iterato
     else:
         replace = pa.array([policy == "replace"] * keyed.num_rows, pa.bool_())
     joined = pc.binary_join_element_wise(*(keyed.column(c) for c in KEY_COLUMNS), "\x1f")
-    table = pa.table({"key": joined, "_seq": keyed.column("_seq"), "replace": replace})
-    bucket_of = pa.array([zlib.crc32(k.encode()) % buckets for k in joined.to_pylist()], pa.int32())
-    for bucket in pc.unique(bucket_of).to_pylist():
-        yield bucket, table.filter(pc.equal(bucket_of, bucket))
+    table = pa.table({
+        "key": joined, "_seq": keyed.column("_seq"), "replace": replace,
+        "workstream_id": keyed.column("workstream_id"),
+        "completed_date": pc.cast(keyed.column("task_completed_at"), pa.date32()),
+        "source_file": keyed.column("source_file"),
+    }, schema=_KEYS_SCHEMA)
+    bucket = pa.array(bucket_of(joined.to_pylist(), buckets), pa.int32())
+    for value in pc.unique(bucket).to_pylist():
+        yield value, table.filter(pc.equal(bucket, value))
 
 
 def resolve_duplicates(keys: pa.Table) -> pa.Table:
@@ -73,26 +116,93 @@ def resolve_duplicates(keys: pa.Table) -> pa.Table:
     replaces the kept one (which is then ``superseded``); a later one with replace=false is
     ``ignored_duplicate``. So the survivor is the last record that is first or replacing.
     """
+    keys = keys.select(["key", "_seq", "replace"])
     if not keys.num_rows:
         return _OUTCOMES_SCHEMA.empty_table()
     first = keys.group_by("key").aggregate([("_seq", "min")]).rename_columns(["key", "_first"])
     keys = keys.join(first, "key")
     eligible = pc.or_(pc.equal(keys.column("_seq"), keys.column("_first")), keys.column("replace"))
-    keys = keys.append_column("_eligible_seq", pc.if_else(eligible, keys.column("_seq"), pa.scalar(-1, pa.int64())))
+    keys = keys.append_column("_eligible_seq", pc.if_else(eligible, keys.column("_seq"), pa.scalar(None, pa.int64())))
     winner = keys.group_by("key").aggregate([("_eligible_seq", "max")]).rename_columns(["key", "_winner"])
     keys = keys.join(winner, "key")
-    losing = pc.not_equal(keys.column("_seq"), keys.column("_winner"))
-    losers = keys.filter(losing)
-    outcome = pc.if_else(pc.not_equal(losers.column("_eligible_seq"), -1), SUPERSEDED, IGNORED)
+    losers = keys.filter(pc.not_equal(keys.column("_seq"), keys.column("_winner")))
+    outcome = pc.if_else(pc.is_valid(losers.column("_eligible_seq")), SUPERSEDED, IGNORED)
     return pa.table({"_seq": losers.column("_seq"), "outcome": outcome}, schema=_OUTCOMES_SCHEMA).sort_by("_seq")
 
 
-def _outcome_counts(losers: pa.Table) -> dict[str, int]:
-    outcomes = losers.column("outcome")
-    return {
-        "superseded": pc.sum(pc.equal(outcomes, SUPERSEDED)).as_py() or 0,
-        "ignored_duplicates": pc.sum(pc.equal(outcomes, IGNORED)).as_py() or 0,
-    }
+def _read_index(paths: Sequence[str]) -> pa.Table:
+    tables = [read_parquet(path).cast(INDEX_SCHEMA) for path in paths]
+    return pa.concat_tables(tables) if tables else INDEX_SCHEMA.empty_table()
+
+
+class _ResolveBucketFn(beam.DoFn):
+    """One bucket: earlier runs' rows (from the index) head their chains; decide; update the index."""
+
+    def __init__(self, output: str | None, staging_root: str | None, run_id: str, reprocessed: tuple[str, ...]) -> None:
+        self._output = output
+        self._staging_root = staging_root
+        self._run_id = run_id
+        self._reprocessed = reprocessed
+
+    def process(self, element: tuple[int, Iterable[pa.Table]]) -> Iterator[Any]:
+        bucket, tables = element
+        run_keys = pa.concat_tables([t.cast(_KEYS_SCHEMA) for t in tables])
+        index_files: list[str] = []
+        index = INDEX_SCHEMA.empty_table()
+        if self._output is not None:
+            index_files = list_files(FileSystems.join(index_folder(self._output, bucket), "*.parquet"))
+            index = _read_index(index_files)
+        if self._reprocessed:
+            index = index.filter(pc.invert(pc.is_in(index.column("source_file"), pa.array(self._reprocessed))))
+        existing = index.filter(pc.is_in(index.column("key"), value_set=run_keys.column("key")))
+        chains = pa.concat_tables([
+            run_keys.select(["key", "_seq", "replace"]),
+            pa.table({"key": existing.column("key"), "_seq": pa.array([-1] * existing.num_rows, pa.int64()),
+                      "replace": pa.array([True] * existing.num_rows, pa.bool_())}),
+        ])
+        losers = resolve_duplicates(chains)
+        run_losers = losers.filter(pc.greater_equal(losers.column("_seq"), 0))
+        replaced = existing.filter(pc.is_in(existing.column("key"),
+                                            value_set=_winning_run_keys(run_keys, run_losers)))
+        yield run_losers
+        for (workstream, day), keys in _by_partition(replaced):
+            yield beam.pvalue.TaggedOutput(REMOVALS, ((workstream, day), ("keys", keys)))
+        outcomes = run_losers.column("outcome")
+        counts: dict[str, Any] = {
+            "superseded": pc.sum(pc.equal(outcomes, SUPERSEDED)).as_py() or 0,
+            "ignored_duplicates": pc.sum(pc.equal(outcomes, IGNORED)).as_py() or 0,
+            "replaced_existing": replaced.num_rows,
+        }
+        if self._output is not None and self._staging_root is not None and (run_keys.num_rows or self._reprocessed):
+            counts.update(self._rewrite_index(bucket, index, run_keys, run_losers, index_files))
+        yield beam.pvalue.TaggedOutput(COUNTS, counts)
+
+    def _rewrite_index(self, bucket: int, index: pa.Table, run_keys: pa.Table, run_losers: pa.Table,
+                       old_files: list[str]) -> dict[str, Any]:
+        winners = run_keys.filter(pc.invert(pc.is_in(run_keys.column("_seq"), value_set=run_losers.column("_seq"))))
+        kept = index.filter(pc.invert(pc.is_in(index.column("key"), value_set=winners.column("key"))))
+        updated = pa.concat_tables([kept, winners.select(INDEX_SCHEMA.names).cast(INDEX_SCHEMA)]).sort_by("key")
+        staged = []
+        if updated.num_rows:
+            path = FileSystems.join(index_folder(self._staging_root, bucket), f"keys-{self._run_id}.parquet")
+            write_parquet(updated, path)
+            staged.append(path)
+        return {"staged_files": staged, "retired_files": list(old_files), "index_keys": updated.num_rows}
+
+
+def _winning_run_keys(run_keys: pa.Table, run_losers: pa.Table) -> pa.Array:
+    """Keys for which a record of this run survives (and so replaces any earlier row)."""
+    winners = run_keys.filter(pc.invert(pc.is_in(run_keys.column("_seq"), value_set=run_losers.column("_seq"))))
+    return pc.unique(winners.column("key"))
+
+
+def _by_partition(rows: pa.Table) -> Iterator[tuple[tuple[str, str], list[str]]]:
+    if not rows.num_rows:
+        return
+    for workstream, day, keys in zip(*(rows.group_by(["workstream_id", "completed_date"])
+                                       .aggregate([("key", "list")]).to_pydict()[c]
+                                       for c in ("workstream_id", "completed_date", "key_list"))):
+        yield (workstream, day.isoformat()), keys
 
 
 class _DropLosersFn(beam.DoFn):

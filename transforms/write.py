@@ -9,37 +9,55 @@ Each writer emits counts, including the files it staged, for the commit to move 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from transforms.files import list_files, read_parquet, write_parquet
 from schemas.tables import REJECTS, TASK_COMPLETED, THROUGHPUT_DAILY, TableSpec
 
-__all__ = ["WriteRejects", "WriteTables", "daily_throughput", "partition_path", "write_parquet"]
+__all__ = ["WriteRejects", "WriteTables", "daily_throughput", "partition_path"]
 
 _DAILY_GROUP = ["use_case_id", "task_definition_id", "worker_id"]
+_DAILY_COLUMNS = [*_DAILY_GROUP, "task_count", "subtask_count", "duration", "task_completed_at"]
 
 
 class WriteTables(beam.PTransform):
-    """Kept batches -> task_completed and throughput_daily files; emits counts."""
+    """New rows, plus removals of earlier rows -> rewritten task_completed/throughput_daily partitions.
 
-    def __init__(self, staging_root: str, run_id: str) -> None:
+    Input: ``{"rows": kept batches, "removals": ((workstream, date), ("keys", [key, ...]))}``.
+    ``reprocess`` maps a partition to the files whose earlier rows leave it. Every touched
+    partition gets the run's new rows as a new file, has only the files that lose rows
+    rewritten, and its throughput_daily recomputed from what the partition then holds.
+    """
+
+    def __init__(self, staging_root: str, run_id: str, output: str | None = None,
+                 reprocess: Mapping[tuple[str, str], Sequence[str]] | None = None) -> None:
         super().__init__()
         self._root = staging_root
         self._run_id = run_id
+        self._output = output
+        self._reprocess = sorted((key, ("files", list(files))) for key, files in (reprocess or {}).items())
 
-    def expand(self, batches: beam.PCollection[pa.RecordBatch]) -> beam.PCollection[dict[str, Any]]:
+    def expand(self, inputs: dict[str, beam.PCollection] | beam.PCollection) -> beam.PCollection[dict[str, Any]]:
+        if isinstance(inputs, beam.PCollection):  # new rows only: nothing earlier to remove
+            inputs = {"rows": inputs}
+        parts = [inputs["rows"] | "SplitByPartition" >> beam.FlatMap(_split_by_partition)]
+        if "removals" in inputs:
+            parts.append(inputs["removals"])
+        if self._reprocess:
+            parts.append(inputs["rows"].pipeline | "ReprocessedPartitions" >> beam.Create(self._reprocess))
         return (
-            batches
-            | "SplitByPartition" >> beam.FlatMap(_split_by_partition)
+            parts
+            | "AllChanges" >> beam.Flatten()
             | "GroupPartitions" >> beam.GroupByKey()
-            | "WritePartition" >> beam.Map(_write_partition, root=self._root, run_id=self._run_id)
+            | "RewritePartition" >> beam.Map(_rewrite_partition, root=self._root, run_id=self._run_id,
+                                             output=self._output)
         )
 
 
@@ -66,12 +84,6 @@ def partition_path(root: str, table: TableSpec, values: Iterable[str]) -> str:
     return FileSystems.join(root, table.name, *segments)
 
 
-def write_parquet(table: pa.Table, path: str) -> None:
-    """Write one Parquet file through Beam's FileSystems (local, gs://, s3://...)."""
-    with FileSystems.create(path) as handle:
-        pq.write_table(table, handle, compression="zstd")
-
-
 def daily_throughput(rows: pa.Table) -> pa.Table:
     """Aggregate one partition of task_completed into throughput_daily rows (file schema)."""
     grouped = rows.group_by(_DAILY_GROUP, use_threads=False).aggregate([
@@ -91,33 +103,89 @@ def daily_throughput(rows: pa.Table) -> pa.Table:
         .cast(THROUGHPUT_DAILY.file_schema)
 
 
-def _split_by_partition(batch: pa.RecordBatch) -> Iterator[tuple[tuple[str, str], pa.Table]]:
+def _split_by_partition(batch: pa.RecordBatch) -> Iterator[tuple[tuple[str, str], tuple[str, pa.Table]]]:
     dates = pc.cast(batch.column("task_completed_at"), pa.date32())
     table = pa.Table.from_batches([batch]).append_column("completed_date", dates)
     keys = pa.table({"w": table.column("workstream_id"), "d": dates}).group_by(["w", "d"]).aggregate([])
     for workstream, day in zip(keys.column("w").to_pylist(), keys.column("d").to_pylist()):
         mask = pc.and_(pc.equal(table.column("workstream_id"), workstream), pc.equal(dates, pa.scalar(day, pa.date32())))
-        yield (workstream, day.isoformat()), table.filter(mask)
+        yield (workstream, day.isoformat()), ("rows", table.filter(mask))
 
 
-def _write_partition(group: tuple[tuple[str, str], Iterable[pa.Table]], root: str, run_id: str) -> dict[str, Any]:
-    key, tables = group
-    rows = pa.concat_tables(tables).sort_by([("task_completed_at", "ascending"), ("_seq", "ascending")])
-    rows = rows.append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string()))
-    rows = rows.select(TASK_COMPLETED.file_schema.names).cast(TASK_COMPLETED.file_schema)
-    daily = daily_throughput(rows)
+def _rewrite_partition(group: tuple[tuple[str, str], Iterable[tuple[str, Any]]], root: str, run_id: str,
+                       output: str | None) -> dict[str, Any]:
+    """Bring one (workstream, date) partition of both tables to its state after this run."""
+    key, items = group
+    workstream = key[0]
+    new_tables: list[pa.Table] = []
+    remove_keys: set[str] = set()
+    remove_files: set[str] = set()
+    for tag, value in items:
+        if tag == "rows":
+            new_tables.append(value)
+        elif tag == "keys":
+            remove_keys.update(value)
+        else:
+            remove_files.update(value)
     name = f"part-{run_id}.parquet"
-    written = []
-    for spec, table in ((TASK_COMPLETED, rows), (THROUGHPUT_DAILY, daily)):
-        path = FileSystems.join(partition_path(root, spec, key), name)
-        write_parquet(table, path)
-        written.append(path)
+    staged: list[str] = []
+    retired: list[str] = []
+    current: list[pa.Table] = []  # the partition's rows after this run, daily columns only
+    removed = 0
+    existing = list_files(FileSystems.join(partition_path(output, TASK_COMPLETED, key), "*.parquet")) if output else []
+    for number, path in enumerate(existing):
+        if remove_keys or remove_files:
+            probe = read_parquet(path, ["use_case_id", "task_definition_id", "unique_id", "source_file"])
+            drop = _rows_to_remove(probe, workstream, remove_keys, remove_files)
+            dropped = pc.sum(drop).as_py() or 0
+            if dropped:
+                rows = read_parquet(path).filter(pc.invert(drop))
+                removed += dropped
+                retired.append(path)
+                if rows.num_rows:
+                    target = FileSystems.join(partition_path(root, TASK_COMPLETED, key), f"part-{run_id}-r{number}.parquet")
+                    write_parquet(rows, target)
+                    staged.append(target)
+                    current.append(rows.select(_DAILY_COLUMNS))
+                continue
+        current.append(read_parquet(path, _DAILY_COLUMNS))
+    written = 0
+    file_partitions: dict[str, list[list[str]]] = {}
+    if new_tables:
+        rows = pa.concat_tables(new_tables).sort_by([("task_completed_at", "ascending"), ("_seq", "ascending")])
+        rows = rows.append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string()))
+        rows = rows.select(TASK_COMPLETED.file_schema.names).cast(TASK_COMPLETED.file_schema)
+        target = FileSystems.join(partition_path(root, TASK_COMPLETED, key), name)
+        write_parquet(rows, target)
+        staged.append(target)
+        current.append(rows.select(_DAILY_COLUMNS))
+        written = rows.num_rows
+        file_partitions = {path: [list(key)] for path in pc.unique(rows.column("source_file")).to_pylist()}
+    if output:
+        retired += list_files(FileSystems.join(partition_path(output, THROUGHPUT_DAILY, key), "*.parquet"))
+    daily = daily_throughput(pa.concat_tables(current)) if current else THROUGHPUT_DAILY.file_schema.empty_table()
+    if daily.num_rows:
+        target = FileSystems.join(partition_path(root, THROUGHPUT_DAILY, key), name)
+        write_parquet(daily, target)
+        staged.append(target)
     return {
-        "written": rows.num_rows,
-        "tables": {TASK_COMPLETED.name: {"rows": rows.num_rows, "files": 1},
-                   THROUGHPUT_DAILY.name: {"rows": daily.num_rows, "files": 1}},
-        "staged_files": written,
+        "written": written,
+        "tables": {TASK_COMPLETED.name: {"rows": written, "files": int(bool(written)), "rows_removed": removed},
+                   THROUGHPUT_DAILY.name: {"rows": daily.num_rows, "files": int(bool(daily.num_rows))}},
+        "staged_files": staged,
+        "retired_files": retired,
+        "file_partitions": file_partitions,
     }
+
+
+def _rows_to_remove(probe: pa.Table, workstream: str, keys: set[str], files: set[str]) -> pa.Array:
+    drop = pc.is_in(probe.column("source_file"), value_set=pa.array(sorted(files), pa.string()))
+    if keys:
+        joined = pc.binary_join_element_wise(
+            pa.array([workstream] * probe.num_rows, pa.string()), probe.column("use_case_id"),
+            probe.column("task_definition_id"), probe.column("unique_id"), "\x1f")
+        drop = pc.or_(drop, pc.fill_null(pc.is_in(joined, value_set=pa.array(sorted(keys), pa.string())), False))
+    return drop
 
 
 def _keyed_by(batch: pa.RecordBatch, key: str) -> tuple[str, pa.Table]:

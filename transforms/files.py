@@ -1,0 +1,62 @@
+"""Small file helpers over Beam's FileSystems, shared by the transforms and the commit."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+__all__ = ["delete", "ensure_parent", "list_files", "read_json", "read_parquet", "write_json", "write_parquet"]
+
+_RAW = CompressionTypes.UNCOMPRESSED  # our files are never compressed as a whole; never guess by name
+
+
+def list_files(pattern: str) -> list[str]:
+    """Paths matching a glob, sorted; none when the folder does not exist."""
+    try:
+        return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+    except Exception:  # BeamIOError for a folder that is not there, whatever the filesystem
+        return []
+
+
+def ensure_parent(path: str) -> None:
+    """Make the folder of ``path`` where the filesystem has folders."""
+    parent, _ = FileSystems.split(path)
+    if parent and not FileSystems.exists(parent):
+        try:
+            FileSystems.mkdirs(parent)
+        except OSError:  # made meanwhile, or a store without folders
+            pass
+
+
+def delete(paths: list[str]) -> None:
+    """Delete what exists of ``paths`` (folders recursively)."""
+    existing = [p for p in paths if FileSystems.exists(p)]
+    if existing:
+        FileSystems.delete(existing)
+
+
+def read_json(path: str) -> Any:
+    with FileSystems.open(path, compression_type=_RAW) as handle:
+        return json.loads(handle.read().decode("utf-8"))
+
+
+def write_json(path: str, data: Any) -> None:
+    ensure_parent(path)
+    with FileSystems.create(path, compression_type=_RAW) as handle:
+        handle.write(json.dumps(data, indent=1).encode("utf-8"))
+
+
+def read_parquet(path: str, columns: list[str] | None = None) -> pa.Table:
+    with FileSystems.open(path, compression_type=_RAW) as handle:
+        return pq.read_table(handle, columns=columns)
+
+
+def write_parquet(table: pa.Table, path: str) -> None:
+    ensure_parent(path)
+    with FileSystems.create(path, compression_type=_RAW) as handle:
+        pq.write_table(table, handle, compression="zstd")

@@ -120,9 +120,10 @@ class Journal:
 
     def commit(self) -> str:
         """Write the journal (the commit point), then apply it; returns the manifest's path."""
+        steps = _CrashCounter()
+        steps.tick()
         write_json(self.path, {"run_id": self.run_id, "moves": self.moves, "deletes": self.deletes,
                                "manifest": self.manifest})
-        steps = _CrashCounter()
         steps.tick()
         return self.apply(steps)
 
@@ -183,9 +184,12 @@ def recover(output: str) -> list[str]:
         else:
             journal.apply()
             actions.append(f"finished the commit of run {journal.run_id}")
-    for path in list_files(FileSystems.join(output, "_staging", "*")):
-        delete([path])
-        actions.append(f"rolled back uncommitted run {FileSystems.split(path.rstrip('/'))[1]}")
+    staging = FileSystems.join(output, "_staging")
+    prefix = staging.rstrip("/") + "/"
+    leftovers = sorted({path[len(prefix):].split("/", 1)[0] for path in list_files(FileSystems.join(staging, "**"))})
+    for run_id in leftovers:
+        delete([FileSystems.join(staging, run_id)])
+        actions.append(f"rolled back uncommitted run {run_id}")
     return actions
 
 

@@ -21,12 +21,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from pipelines.commit import Journal, Ledger, LedgerEntry, RunError, StagedRun, file_checksum, recover
 from schemas.config import ConfigError, WorkstreamConfig, load_config
 from transforms.counts import WriteCounts
-from transforms.dedupe import DUPLICATE_POLICIES, REMOVALS, DedupeByKey
+from transforms.dedupe import CHANGES, DUPLICATE_POLICIES, DedupeByKey
 from transforms.files import read_json, write_json
 from transforms.read import InputFile, ReadTaskFiles, detect_format
 from transforms.validate import COUNTS, REJECTED, DeriveDurations, ValidateRecords
@@ -84,14 +84,15 @@ def build_pipeline(pipeline: beam.Pipeline, plan: Plan, config: WorkstreamConfig
     chunks = (
         pipeline
         | "ListFiles" >> beam.Create(list(plan.files))
-        | "ReadTaskFiles" >> ReadTaskFiles(options.file_format, options.max_record_bytes, options.chunk_records)
+        | "ReadTaskFiles" >> ReadTaskFiles(options.file_format, options.max_record_bytes, options.chunk_records,
+                                           spread=_several_workers(pipeline.options))
     )
     validated = chunks | "ValidateRecords" >> ValidateRecords(config, options.timezone, options.workstream_id)
     accepted = validated.accepted | "DeriveDurations" >> DeriveDurations()
     deduped = accepted | "DedupeByKey" >> DedupeByKey(
         options.duplicates, output=options.output, staging_root=staging.root, run_id=staging.run_id,
         reprocessed=plan.reprocessed)
-    written = {"rows": deduped["kept"], "removals": deduped[REMOVALS]} | "WriteTables" >> WriteTables(
+    written = {"rows": accepted, "changes": deduped[CHANGES]} | "WriteTables" >> WriteTables(
         staging.root, staging.run_id, output=options.output, reprocess=plan.removals)
     rejected = validated[REJECTED] | "WriteRejects" >> WriteRejects(staging.root, staging.run_id)
     (
@@ -189,6 +190,14 @@ def _check_timezone(name: str) -> None:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise RunError(f"unknown time zone {name!r} for --timezone") from exc
+
+
+def _several_workers(options: PipelineOptions) -> bool:
+    """False only for an in-process runner with one worker, where a reshuffle buys nothing."""
+    runner = options.view_as(StandardOptions).runner or DEFAULT_RUNNER
+    if str(runner) not in ("FnApiRunner", "DirectRunner"):
+        return True
+    return (options.view_as(DirectOptions).direct_num_workers or 1) > 1
 
 
 def _pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:

@@ -31,7 +31,7 @@ DUPLICATE_POLICIES = ("per-record", "replace", "keep-first")
 INDEX_BUCKETS = 32  # a property of the output folder's index: never change for an existing folder
 KEY_COLUMNS = ("workstream_id", "use_case_id", "task_definition_id", "unique_id")
 COUNTS = "counts"
-REMOVALS = "removals"
+CHANGES = "changes"
 
 SUPERSEDED = "superseded"
 IGNORED = "ignored_duplicate"
@@ -44,7 +44,12 @@ _KEYS_SCHEMA = pa.schema([("key", pa.string()), ("_seq", pa.int64()), ("replace"
 
 
 class DedupeByKey(beam.PTransform):
-    """Accepted batches -> ``kept`` batches, ``removals`` of earlier runs' rows, and ``counts``.
+    """Accepted batches -> ``changes`` per partition, and ``counts``.
+
+    Changes are ``((workstream, date), ("drop", [_seq, ...]))`` for this run's records that
+    lose, and ``((workstream, date), ("keys", [key, ...]))`` for earlier runs' rows that are
+    replaced. They travel to the partition writer, which applies them to the rows it already
+    groups; so the rows cross one shuffle only, and nothing waits on a side input.
 
     ``output``/``staging_root``/``run_id`` are None for a dedupe within the batches alone.
     ``reprocessed`` files' earlier rows are being removed by the run: their index entries go.
@@ -73,10 +78,9 @@ class DedupeByKey(beam.PTransform):
             | "GroupBuckets" >> beam.GroupByKey()
             | "ResolveChains" >> beam.ParDo(
                 _ResolveBucketFn(self._output, self._staging_root, self._run_id, self._reprocessed)
-            ).with_outputs(REMOVALS, COUNTS, main="losers")
+            ).with_outputs(COUNTS, main=CHANGES)
         )
-        kept = batches | "DropLosers" >> beam.ParDo(_DropLosersFn(), beam.pvalue.AsList(resolved.losers))
-        return {"kept": kept, REMOVALS: resolved[REMOVALS], COUNTS: resolved[COUNTS]}
+        return {CHANGES: resolved[CHANGES], COUNTS: resolved[COUNTS]}
 
 
 def bucket_of(keys: Iterable[str], buckets: int) -> list[int]:
@@ -164,9 +168,11 @@ class _ResolveBucketFn(beam.DoFn):
         run_losers = losers.filter(pc.greater_equal(losers.column("_seq"), 0))
         replaced = existing.filter(pc.is_in(existing.column("key"),
                                             value_set=_winning_run_keys(run_keys, run_losers)))
-        yield run_losers
-        for (workstream, day), keys in _by_partition(replaced):
-            yield beam.pvalue.TaggedOutput(REMOVALS, ((workstream, day), ("keys", keys)))
+        dropped = run_keys.filter(pc.is_in(run_keys.column("_seq"), value_set=run_losers.column("_seq")))
+        for partition, seqs in _by_partition(dropped, "_seq"):
+            yield partition, ("drop", seqs)
+        for partition, keys in _by_partition(replaced, "key"):
+            yield partition, ("keys", keys)
         outcomes = run_losers.column("outcome")
         counts: dict[str, Any] = {
             "superseded": pc.sum(pc.equal(outcomes, SUPERSEDED)).as_py() or 0,
@@ -196,18 +202,10 @@ def _winning_run_keys(run_keys: pa.Table, run_losers: pa.Table) -> pa.Array:
     return pc.unique(winners.column("key"))
 
 
-def _by_partition(rows: pa.Table) -> Iterator[tuple[tuple[str, str], list[str]]]:
+def _by_partition(rows: pa.Table, column: str) -> Iterator[tuple[tuple[str, str], list[Any]]]:
+    """``column``'s values grouped by the (workstream, completed date) partition of their rows."""
     if not rows.num_rows:
         return
-    for workstream, day, keys in zip(*(rows.group_by(["workstream_id", "completed_date"])
-                                       .aggregate([("key", "list")]).to_pydict()[c]
-                                       for c in ("workstream_id", "completed_date", "key_list"))):
-        yield (workstream, day.isoformat()), keys
-
-
-class _DropLosersFn(beam.DoFn):
-    def process(self, batch: pa.RecordBatch, losers: Iterable[pa.Table]) -> Iterator[pa.RecordBatch]:
-        lost = pa.concat_arrays([t.column("_seq").combine_chunks() for t in losers] or [pa.array([], pa.int64())])
-        kept = batch.filter(pc.invert(pc.is_in(batch.column("_seq"), value_set=lost))) if len(lost) else batch
-        if kept.num_rows:
-            yield kept
+    grouped = rows.group_by(["workstream_id", "completed_date"]).aggregate([(column, "list")]).to_pydict()
+    for workstream, day, values in zip(grouped["workstream_id"], grouped["completed_date"], grouped[f"{column}_list"]):
+        yield (workstream, day.isoformat()), sorted(values)

@@ -34,8 +34,14 @@ def ensure_parent(path: str) -> None:
 
 
 def delete(paths: list[str]) -> None:
-    """Delete what exists of ``paths`` (folders recursively)."""
-    existing = [p for p in paths if FileSystems.exists(p)]
+    """Delete what exists of ``paths`` (folders recursively).
+
+    On an object store (gs://, s3://) a folder is no object: ``exists`` is false for it and
+    deleting its name deletes nothing, so the files under it are found by listing.
+    """
+    existing = []
+    for path in paths:
+        existing.extend([path] if FileSystems.exists(path) else list_files(FileSystems.join(path, "**")))
     if existing:
         FileSystems.delete(existing)
 

@@ -73,25 +73,29 @@ class RawChunk:
 
 
 class ReadTaskFiles(beam.PTransform):
-    """PCollection[InputFile] -> PCollection[RawChunk], every record with its file and line."""
+    """PCollection[InputFile] -> PCollection[RawChunk], every record with its file and line.
 
-    def __init__(self, file_format: str = "auto", max_record_bytes: int = 1 << 20, chunk_records: int = 20_000) -> None:
+    ``spread`` reshuffles the chunks so that the work after reading is spread over workers.
+    """
+
+    def __init__(self, file_format: str = "auto", max_record_bytes: int = 1 << 20, chunk_records: int = 20_000,
+                 spread: bool = True) -> None:
         super().__init__()
         self._format = file_format
         self._max_record_bytes = max_record_bytes
         self._chunk_records = chunk_records
+        self._spread = spread
 
     def expand(self, files: beam.PCollection[InputFile]) -> beam.PCollection[RawChunk]:
-        return (
-            files
-            | "SplitIntoChunks" >> beam.FlatMap(
-                read_chunks,
-                file_format=self._format,
-                max_record_bytes=self._max_record_bytes,
-                chunk_records=self._chunk_records,
-            )
-            | "SpreadChunks" >> beam.Reshuffle()
+        chunks = files | "SplitIntoChunks" >> beam.FlatMap(
+            read_chunks,
+            file_format=self._format,
+            max_record_bytes=self._max_record_bytes,
+            chunk_records=self._chunk_records,
         )
+        # Spreading chunks over workers costs a shuffle of the raw text, which an in-process
+        # runner keeps in memory; with one worker there is nothing to spread over.
+        return chunks | "SpreadChunks" >> beam.Reshuffle() if self._spread else chunks
 
 
 def detect_format(path: str, requested: str = "auto") -> Format:

@@ -16,9 +16,10 @@ from urllib.parse import quote
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.files import list_files, read_parquet, write_parquet
+from transforms.files import ensure_parent, list_files, read_parquet, write_parquet
 from schemas.tables import REJECTS, TASK_COMPLETED, THROUGHPUT_DAILY, TableSpec
 
 __all__ = ["WriteRejects", "WriteTables", "daily_throughput", "partition_path"]
@@ -30,10 +31,11 @@ _DAILY_COLUMNS = [*_DAILY_GROUP, "task_count", "subtask_count", "duration", "tas
 class WriteTables(beam.PTransform):
     """New rows, plus removals of earlier rows -> rewritten task_completed/throughput_daily partitions.
 
-    Input: ``{"rows": kept batches, "removals": ((workstream, date), ("keys", [key, ...]))}``.
-    ``reprocess`` maps a partition to the files whose earlier rows leave it. Every touched
-    partition gets the run's new rows as a new file, has only the files that lose rows
-    rewritten, and its throughput_daily recomputed from what the partition then holds.
+    Input: ``{"rows": accepted batches, "changes": DedupeByKey's changes}`` (``drop``: this
+    run's records that lost; ``keys``: earlier rows replaced). ``reprocess`` maps a partition to
+    the files whose earlier rows leave it. Every touched partition gets the run's surviving rows
+    as a new file, has only the files that lose rows rewritten, and its throughput_daily
+    recomputed from what the partition then holds.
     """
 
     def __init__(self, staging_root: str, run_id: str, output: str | None = None,
@@ -47,9 +49,9 @@ class WriteTables(beam.PTransform):
     def expand(self, inputs: dict[str, beam.PCollection] | beam.PCollection) -> beam.PCollection[dict[str, Any]]:
         if isinstance(inputs, beam.PCollection):  # new rows only: nothing earlier to remove
             inputs = {"rows": inputs}
-        parts = [inputs["rows"] | "SplitByPartition" >> beam.FlatMap(_split_by_partition)]
-        if "removals" in inputs:
-            parts.append(inputs["removals"])
+        parts = [inputs["rows"] | "SpillByPartition" >> beam.FlatMap(_spill_by_partition, root=self._root)]
+        if "changes" in inputs:
+            parts.append(inputs["changes"])
         if self._reprocess:
             parts.append(inputs["rows"].pipeline | "ReprocessedPartitions" >> beam.Create(self._reprocess))
         return (
@@ -103,13 +105,35 @@ def daily_throughput(rows: pa.Table) -> pa.Table:
         .cast(THROUGHPUT_DAILY.file_schema)
 
 
-def _split_by_partition(batch: pa.RecordBatch) -> Iterator[tuple[tuple[str, str], tuple[str, pa.Table]]]:
+def _spill_by_partition(batch: pa.RecordBatch, root: str) -> Iterator[tuple[tuple[str, str], tuple[str, Any]]]:
+    """Write a batch's rows, one record batch per partition, to an Arrow IPC file in staging.
+
+    Only (path, batch number) crosses the shuffle to the partition writer, so memory holds one
+    partition at a time, never the run's rows (an in-process runner keeps a shuffle in memory).
+    """
+    if not batch.num_rows:
+        return
     dates = pc.cast(batch.column("task_completed_at"), pa.date32())
-    table = pa.Table.from_batches([batch]).append_column("completed_date", dates)
-    keys = pa.table({"w": table.column("workstream_id"), "d": dates}).group_by(["w", "d"]).aggregate([])
-    for workstream, day in zip(keys.column("w").to_pylist(), keys.column("d").to_pylist()):
-        mask = pc.and_(pc.equal(table.column("workstream_id"), workstream), pc.equal(dates, pa.scalar(day, pa.date32())))
-        yield (workstream, day.isoformat()), ("rows", table.filter(mask))
+    keys = pa.table({"w": batch.column("workstream_id"), "d": dates}).group_by(["w", "d"]).aggregate([])
+    path = FileSystems.join(root, "_fragments", f"rows-{pc.min(batch.column('_seq')).as_py():020d}.arrow")
+    ensure_parent(path)
+    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle, \
+            pa.ipc.new_file(handle, batch.schema) as writer:
+        for number, (workstream, day) in enumerate(zip(keys.column("w").to_pylist(), keys.column("d").to_pylist())):
+            mask = pc.and_(pc.equal(batch.column("workstream_id"), workstream), pc.equal(dates, pa.scalar(day, pa.date32())))
+            writer.write_batch(batch.filter(mask))
+            yield (workstream, day.isoformat()), ("rows", (path, number))
+
+
+def _read_spilled(references: Iterable[tuple[str, int]]) -> Iterator[pa.RecordBatch]:
+    by_path: dict[str, list[int]] = {}
+    for path, number in references:
+        by_path.setdefault(path, []).append(number)
+    for path, numbers in sorted(by_path.items()):
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            reader = pa.ipc.open_file(handle)
+            for number in sorted(numbers):
+                yield reader.get_batch(number)
 
 
 def _rewrite_partition(group: tuple[tuple[str, str], Iterable[tuple[str, Any]]], root: str, run_id: str,
@@ -117,12 +141,15 @@ def _rewrite_partition(group: tuple[tuple[str, str], Iterable[tuple[str, Any]]],
     """Bring one (workstream, date) partition of both tables to its state after this run."""
     key, items = group
     workstream = key[0]
-    new_tables: list[pa.Table] = []
+    spilled: list[tuple[str, int]] = []
     remove_keys: set[str] = set()
     remove_files: set[str] = set()
+    drop: list[int] = []
     for tag, value in items:
         if tag == "rows":
-            new_tables.append(value)
+            spilled.append(value)
+        elif tag == "drop":
+            drop.extend(value)
         elif tag == "keys":
             remove_keys.update(value)
         else:
@@ -136,10 +163,10 @@ def _rewrite_partition(group: tuple[tuple[str, str], Iterable[tuple[str, Any]]],
     for number, path in enumerate(existing):
         if remove_keys or remove_files:
             probe = read_parquet(path, ["use_case_id", "task_definition_id", "unique_id", "source_file"])
-            drop = _rows_to_remove(probe, workstream, remove_keys, remove_files)
-            dropped = pc.sum(drop).as_py() or 0
+            doomed = _rows_to_remove(probe, workstream, remove_keys, remove_files)
+            dropped = pc.sum(doomed).as_py() or 0
             if dropped:
-                rows = read_parquet(path).filter(pc.invert(drop))
+                rows = read_parquet(path).filter(pc.invert(doomed))
                 removed += dropped
                 retired.append(path)
                 if rows.num_rows:
@@ -151,8 +178,11 @@ def _rewrite_partition(group: tuple[tuple[str, str], Iterable[tuple[str, Any]]],
         current.append(read_parquet(path, _DAILY_COLUMNS))
     written = 0
     file_partitions: dict[str, list[list[str]]] = {}
-    if new_tables:
-        rows = pa.concat_tables(new_tables).sort_by([("task_completed_at", "ascending"), ("_seq", "ascending")])
+    rows = pa.Table.from_batches(list(_read_spilled(spilled))) if spilled else None
+    if rows is not None and drop:
+        rows = rows.filter(pc.invert(pc.is_in(rows.column("_seq"), value_set=pa.array(drop, pa.int64()))))
+    if rows is not None and rows.num_rows:
+        rows = rows.sort_by([("task_completed_at", "ascending"), ("_seq", "ascending")])
         rows = rows.append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string()))
         rows = rows.select(TASK_COMPLETED.file_schema.names).cast(TASK_COMPLETED.file_schema)
         target = FileSystems.join(partition_path(root, TASK_COMPLETED, key), name)

@@ -1,0 +1,119 @@
+"""The benchmark's two engines agree: the pipeline and the DuckDB SQL reference, on generated data.
+
+A small data set of each format (``benchmarks.generate``: every error code the format can express,
+duplicates of both policies, blank lines, offsets) goes through ``pipelines.run.run`` and through
+``benchmarks.reference_duckdb``; both must write the same task_completed rows, the same
+throughput_daily sums and the same rejects, and the pipeline's manifest must report the counts the
+generator derived. No timing is asserted here: speed is ``python -m benchmarks.run``'s business.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from benchmarks.generate import generate
+from benchmarks.reference_duckdb import run_reference
+from pipelines.run import RunOptions, run
+
+RECORDS = 2_000
+
+TASK_KEY = (
+    "workstream_id", "unique_id", "task_id", "worker_id", "use_case_id", "task_definition_id", "task_count",
+    "subtask_count", "duration", "duration_derived", "task_started_at", "task_completed_at", "task_created_at",
+    "received_at", "data_source", "dataset_id", "asset_id", "replace_duplicate", "completed_date",
+    "source_file", "source_line",
+)
+DAILY_KEY = ("workstream_id", "completed_date", "use_case_id", "task_definition_id", "worker_id")
+DAILY_SUMS = ("records", "task_count", "subtask_count", "duration", "first_completed_at", "last_completed_at")
+
+
+def _rows(out: Path, table: str, columns: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    cols = ", ".join(f"{c}::VARCHAR" if c == "completed_date" else c for c in columns)
+    glob = out / table / "**" / "*.parquet"
+    query = f"SELECT {cols} FROM read_parquet('{glob}', hive_partitioning = true) ORDER BY ALL"
+    return duckdb.sql(query).fetchall()
+
+
+def _close(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    return all(x == y or (isinstance(x, float) and isinstance(y, float) and math.isclose(x, y, rel_tol=1e-9))
+               for x, y in zip(a, b))
+
+
+@pytest.fixture(scope="module", params=["jsonl", "csv"])
+def both_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    fmt = request.param
+    base = tmp_path_factory.mktemp(f"bench-{fmt}")
+    data = base / "data"
+    generated = generate(RECORDS, fmt, data, seed=11, records_per_file=700)
+    pattern = str(data / f"part-*.{fmt}")
+    workstreams = str(data / "workstreams.json")
+    pipeline = run(RunOptions(inputs=(pattern,), output=str(base / "pipeline"), workstreams=workstreams))
+    reference = run_reference([pattern], workstreams, str(base / "reference"))
+    return {"base": base, "expected": generated.expected, "pipeline": pipeline.manifest, "reference": reference}
+
+
+def test_the_generator_covers_every_error_code_of_the_format(both_runs: dict[str, Any]) -> None:
+    expected = both_runs["expected"]
+    codes = set(expected["rejected_by_code"])
+    common = {"invalid_encoding", "missing_field", "invalid_type", "invalid_value", "invalid_timestamp",
+              "completed_before_started", "invalid_data_source", "missing_workstream_id", "unknown_workstream",
+              "unknown_use_case", "unknown_task_definition", "record_too_large"}
+    own = {"malformed_json", "not_an_object"} if expected["format"] == "jsonl" else {"malformed_csv"}
+    assert codes == common | own
+    assert expected["superseded"] > 0 and expected["ignored_duplicates"] > 0
+
+
+@pytest.mark.parametrize("engine", ["pipeline", "reference"])
+def test_manifest_counts_equal_what_the_generator_did(both_runs: dict[str, Any], engine: str) -> None:
+    expected = both_runs["expected"]
+    counts = both_runs[engine]["counts"]
+    got = {k: counts[k] for k in ("read", "blank_lines", "written", "rejected", "superseded", "ignored_duplicates")}
+    assert got == {k: expected[k] for k in got}
+    assert counts["rejected_by_code"] == expected["rejected_by_code"]
+    assert counts["reconciles"] is True
+
+
+def test_same_task_completed_rows(both_runs: dict[str, Any]) -> None:
+    base = both_runs["base"]
+    pipeline = _rows(base / "pipeline", "task_completed", TASK_KEY)
+    reference = _rows(base / "reference", "task_completed", TASK_KEY)
+    assert len(pipeline) == both_runs["expected"]["written"]
+    only_pipeline = sorted(set(pipeline) - set(reference))
+    only_reference = sorted(set(reference) - set(pipeline))
+    assert (only_pipeline[:3], only_reference[:3]) == ([], [])
+    assert pipeline == reference
+
+
+def test_same_object_and_extra_columns(both_runs: dict[str, Any]) -> None:
+    base = both_runs["base"]
+    columns = ("source_file", "source_line", "task_metadata", "task_measurements", "extra_fields")
+
+    def normalized(out: Path) -> list[tuple[Any, ...]]:
+        rows = _rows(out, "task_completed", columns)
+        return [(*r[:4], json.loads(r[4]) if r[4] else None) for r in rows]
+
+    assert normalized(base / "pipeline") == normalized(base / "reference")
+
+
+def test_same_throughput_daily_sums(both_runs: dict[str, Any]) -> None:
+    base = both_runs["base"]
+    pipeline = _rows(base / "pipeline", "throughput_daily", DAILY_KEY + DAILY_SUMS)
+    reference = _rows(base / "reference", "throughput_daily", DAILY_KEY + DAILY_SUMS)
+    assert len(pipeline) == len(reference)
+    mismatched = [(p, r) for p, r in zip(pipeline, reference) if not _close(p, r)]
+    assert mismatched[:3] == []
+
+
+def test_same_rejects(both_runs: dict[str, Any]) -> None:
+    base = both_runs["base"]
+    columns = ("source_file", "source_line", "error_code", "error_field", "workstream_id")
+    pipeline = _rows(base / "pipeline", "rejects", columns)
+    reference = _rows(base / "reference", "rejects", columns)
+    assert len(pipeline) == both_runs["expected"]["rejected"]
+    assert pipeline == reference

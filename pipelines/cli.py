@@ -1,23 +1,25 @@
-"""The ``throughput`` command: ``throughput run ...`` (SPEC 6)."""
+"""The ``throughput`` command: ``run`` (SPEC 6), ``backfill`` and ``compact``."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
 
-from pipelines import run
+from pipelines import maintenance, run
 
 __all__ = ["main"]
 
-_COMMANDS = {"run": run.main}
-_USAGE = "usage: throughput run --input PATTERN --output DIR --workstreams FILE [options] [beam options]"
+_COMMANDS = {"run": run.main, "backfill": maintenance.backfill_main, "compact": maintenance.compact_main}
+_USAGE = """usage: throughput run --input PATTERN --output DIR --workstreams FILE [options] [beam options]
+       throughput backfill --input PATTERN --output DIR --workstreams FILE [--chunk-bytes N] [options]
+       throughput compact --output DIR [--table task_completed|throughput_daily|all]"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print(_USAGE)
-        print("  throughput run --help   lists the options")
+        print("  throughput <command> --help   lists a command's options")
         return 0 if args else 2
     command = _COMMANDS.get(args[0])
     if command is None:

@@ -243,9 +243,9 @@ def _manifest(run_id: str, options: RunOptions, plan: Plan, counts: dict[str, An
     }
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[RunOptions, list[str]]:
+def parse_args(argv: Sequence[str] | None = None, prog: str = "throughput run") -> tuple[RunOptions, list[str]]:
     """Our typed flags, and the rest for Beam's PipelineOptions."""
-    parser = argparse.ArgumentParser(prog="throughput run", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--input", dest="inputs", action="append", required=True, metavar="PATTERN",
                         help="input file or glob (local, gs://, s3://); repeatable")
     parser.add_argument("--output", required=True, metavar="DIR", help="output directory of the tables")

@@ -40,7 +40,8 @@ _TRIMMED = r"(?s)^[!-~](.*[!-~])?$"
 # The model's e-mail pattern, with Python's ASCII \\s spelled out (RE2's \\s lacks \\v and \\x1c-\\x1f).
 _NOT_AT_OR_SPACE = r"[^@\t\n\x0b\x0c\r\x1c-\x20]"
 _EMAIL = f"^{_NOT_AT_OR_SPACE}+@{_NOT_AT_OR_SPACE}+\\.{_NOT_AT_OR_SPACE}+$"
-_DATE_TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
+_DATE_TIME = (r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]([01][0-9]|2[0-3]):[0-5][0-9]"
+              r"(:[0-5][0-9](\.[0-9]{1,6})?)?")
 _ZONED = _DATE_TIME + r"(Z|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])$"
 _NAIVE = _DATE_TIME + "$"
 _PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?", re.ASCII)
@@ -185,17 +186,18 @@ def _timestamps(values: list[Any], default_tz_is_utc: bool) -> tuple[pa.Array, n
 
 def _cast_each(text: pa.Array, select: np.ndarray, kind: pa.DataType) -> pa.Array:
     """Cast the selected strings; a value Arrow cannot parse (30 February) becomes null."""
-    chosen = pc.if_else(pa.array(select), text, pa.scalar(None, pa.string()))
+    return _cast_or_null(pc.if_else(pa.array(select), text, pa.scalar(None, pa.string())), kind)
+
+
+def _cast_or_null(text: pa.Array, kind: pa.DataType) -> pa.Array:
+    """One bad value fails a whole cast: halve until the bad ones are alone (k log n casts)."""
     try:
-        return pc.cast(chosen, kind)
+        return pc.cast(text, kind)
     except pa.ArrowInvalid:
-        out = []
-        for value in chosen.to_pylist():
-            try:
-                out.append(pc.cast(pa.scalar(value, pa.string()), kind).as_py() if value is not None else None)
-            except pa.ArrowInvalid:
-                out.append(None)
-        return pa.array(out, kind)
+        if len(text) == 1:
+            return pa.nulls(1, kind)
+        middle = len(text) // 2
+        return pa.concat_arrays([_cast_or_null(text[:middle], kind), _cast_or_null(text[middle:], kind)])
 
 
 def _objects(values: list[Any]) -> tuple[list[dict[str, str | None] | None], np.ndarray]:

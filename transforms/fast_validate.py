@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,6 @@ from schemas.record import FIELD_ORDER
 
 __all__ = ["certify"]
 
-_KNOWN = frozenset(FIELD_ORDER)
 _STRING_FIELDS = ("workstream_id", "worker_id", "task_id", "task_url", "use_case_id", "task_definition_id",
                   "data_source", "dataset_id", "asset_id", "unique_id")
 _REQUIRED = ("workstream_id", "worker_id", "use_case_id", "task_definition_id", "task_started_at", "task_completed_at")
@@ -48,18 +47,20 @@ _PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?", re.ASCII)
 _BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
 
 
-def certify(records: Sequence[Mapping[str, Any]], config: WorkstreamConfig, default_tz_is_utc: bool,
-            default_workstream: str | None) -> tuple[dict[str, pa.Array], np.ndarray, list[str | None]]:
-    """Columns of the records' normalized values, a mask of the records certified, extra_fields.
+def certify(values: Mapping[str, list[Any]], config: WorkstreamConfig, default_tz_is_utc: bool,
+            default_workstream: str | None) -> tuple[dict[str, pa.Array], np.ndarray]:
+    """Normalized columns of the records, and the mask of the records certified.
 
-    Values of records that are not certified are meaningless and must be decided by the model.
+    ``values`` holds each field's raw values (None where absent), one list per field of the
+    model, all of one length. Values of records that are not certified are meaningless and
+    must be decided by the model.
     """
-    n = len(records)
+    n = len(values["worker_id"])
     ok = np.ones(n, dtype=bool)
     columns: dict[str, pa.Array] = {}
 
     for name in _STRING_FIELDS:
-        array, fine = _strings([r.get(name) for r in records])
+        array, fine = _strings(values[name])
         columns[name] = array
         ok &= fine
     if default_workstream is not None:
@@ -71,25 +72,25 @@ def certify(records: Sequence[Mapping[str, Any]], config: WorkstreamConfig, defa
     ok &= _mask(pc.or_kleene(pc.is_null(source), pc.is_in(source, value_set=pa.array(rules.DATA_SOURCES))))
 
     for name in ("task_count", "subtask_count"):
-        values, fine = _counts([r.get(name) for r in records])
-        columns[name] = pa.array(values, pa.int64())
+        counts, fine = _counts(values[name])
+        columns[name] = pa.array(counts, pa.int64())
         ok &= fine
     columns["task_count"] = pc.fill_null(columns["task_count"], 1)
-    durations, fine = _durations([r.get("duration") for r in records])
+    durations, fine = _durations(values["duration"])
     columns["duration"] = pa.array(durations, pa.float64())
     ok &= fine
-    flags, fine = _flags([r.get("replace_duplicate") for r in records])
+    flags, fine = _flags(values["replace_duplicate"])
     columns["replace_duplicate"] = pc.fill_null(pa.array(flags, pa.bool_()), True)
     ok &= fine
 
     for name in _TIMESTAMP_FIELDS:
-        array, fine = _timestamps([r.get(name) for r in records], default_tz_is_utc)
+        array, fine = _timestamps(values[name], default_tz_is_utc)
         columns[name] = array
         ok &= fine
     ok &= _mask(pc.greater_equal(columns["task_completed_at"], columns["task_started_at"]))
 
     for name in _OBJECT_FIELDS:
-        maps, fine = _objects([r.get(name) for r in records])
+        maps, fine = _objects(values[name])
         columns[name] = pa.array(maps, pa.map_(pa.string(), pa.string()))
         ok &= fine
 
@@ -100,9 +101,7 @@ def certify(records: Sequence[Mapping[str, Any]], config: WorkstreamConfig, defa
     triple = pc.binary_join_element_wise(columns["workstream_id"], columns["use_case_id"],
                                          columns["task_definition_id"], "\x1f")
     ok &= _mask(pc.is_in(triple, value_set=known))
-
-    extras = [_extra_text(r) if len(r.keys() - _KNOWN) else None for r in records]
-    return columns, ok, extras
+    return columns, ok
 
 
 def _mask(condition: pa.Array) -> np.ndarray:
@@ -221,7 +220,3 @@ def _objects(values: list[Any]) -> tuple[list[dict[str, str | None] | None], np.
             out.append(None)
             fine[i] = False
     return out, fine
-
-
-def _extra_text(record: Mapping[str, Any]) -> str:
-    return rules.json_text({k: v for k, v in record.items() if k not in _KNOWN})

@@ -176,19 +176,38 @@ def _jsonl_records(lines: Iterable[bytes], max_record_bytes: int) -> Iterator[_R
 
 
 class _LineTap:
-    """Feeds decoded lines to ``csv.reader`` and remembers them, to keep each row's raw text."""
+    """Feeds text lines to ``csv.reader`` and remembers them, to keep each row's raw text.
+
+    Bytes are decoded a block at a time (with surrogate escapes, so invalid UTF-8 stays
+    visible to validation), which is what keeps CSV reading cheap.
+    """
 
     def __init__(self, lines: Iterable[bytes]) -> None:
-        self._lines = iter(lines)
         self.taken: list[str] = []
+        self.lines = self._decoded(lines)
 
-    def __iter__(self) -> Iterator[str]:
-        return self
+    def _decoded(self, lines: Iterable[bytes]) -> Iterator[str]:
+        taken = self.taken
+        batch: list[bytes] = []
+        for line in lines:
+            batch.append(line)
+            if len(batch) == 4096:
+                yield from self._emit(batch, taken)
+                batch = []
+        yield from self._emit(batch, taken)
 
-    def __next__(self) -> str:
-        text = next(self._lines).decode("utf-8", errors="surrogateescape")
-        self.taken.append(text)
-        return text
+    @staticmethod
+    def _emit(batch: list[bytes], taken: list[str]) -> Iterator[str]:
+        text = b"".join(batch).decode("utf-8", errors="surrogateescape")
+        pieces = text.split("\n")
+        last = pieces.pop()
+        for piece in pieces:
+            line = piece + "\n"
+            taken.append(line)
+            yield line
+        if last:
+            taken.append(last)
+            yield last
 
     def drain(self) -> str:
         text = "".join(self.taken)
@@ -203,7 +222,7 @@ def _csv_records(lines: Iterable[bytes], max_record_bytes: int, chunk: RawChunk)
     # and judge a row's size once it is whole.
     csv.field_size_limit(_CSV_FIELD_LIMIT)
     tap = _LineTap(lines)
-    reader = csv.reader(tap, strict=True)
+    reader = csv.reader(tap.lines, strict=True)
     header: list[str] | None = None
     row_number = 0
     while True:
@@ -228,7 +247,7 @@ def _csv_records(lines: Iterable[bytes], max_record_bytes: int, chunk: RawChunk)
             continue
         if not cells:
             yield row_number, None, None, None
-        elif len(raw.encode("utf-8", errors="surrogateescape")) > max_record_bytes:
+        elif len(raw) * 4 > max_record_bytes and len(raw.encode("utf-8", errors="surrogateescape")) > max_record_bytes:
             yield row_number, raw, None, ("record_too_large", f"row is over the {max_record_bytes}-byte limit")
         elif not header:
             yield row_number, raw, None, ("malformed_csv", "the file's header row is not valid CSV, so no row can be read")

@@ -24,6 +24,8 @@ from schemas.config import WorkstreamConfig
 from schemas.record import FIELD_ORDER, FieldError, RecordContext, validate_record
 from schemas.tables import REJECTS, TASK_COMPLETED
 from transforms.fast_validate import certify
+
+_KNOWN = frozenset(FIELD_ORDER)
 from transforms.read import RawChunk
 
 __all__ = [
@@ -99,7 +101,7 @@ def validate_chunk(chunk: RawChunk, config: WorkstreamConfig, default_tz: tzinfo
     """
     context = RecordContext(config=config, default_tz=default_tz,
                             path_workstream=chunk.path_workstream, run_workstream=run_workstream)
-    parsed = [_parse(chunk, position) for position in range(len(chunk))]
+    parsed = _parse_all(chunk)
     certified = np.zeros(len(chunk), dtype=bool)
     batches = []
     if fast:
@@ -112,6 +114,8 @@ def validate_chunk(chunk: RawChunk, config: WorkstreamConfig, default_tz: tzinfo
         line = chunk.lines[position]
         seq = sequence_number(chunk.file_index, line)
         data, problem = parsed[position]
+        if chunk.kind == "csv" and problem is None:
+            data = _csv_record(chunk, position)
         if problem is None:
             verdict = validate_record(data, context)
             if verdict.record is not None:
@@ -150,12 +154,18 @@ def _certified_batch(chunk: RawChunk, parsed: list[tuple[Any, tuple[str, str] | 
                      context: RecordContext) -> tuple[pa.RecordBatch, np.ndarray]:
     """The records ``certify`` accepts, as a batch, and the mask of them over the chunk."""
     certified = np.zeros(len(chunk), dtype=bool)
-    candidates = [i for i, (data, problem) in enumerate(parsed) if problem is None and type(data) is dict]
+    if chunk.kind == "csv":
+        candidates = [i for i, (_, problem) in enumerate(parsed) if problem is None]
+        values, extras = _csv_columns(chunk, candidates)
+    else:
+        candidates = [i for i, (data, problem) in enumerate(parsed) if problem is None and type(data) is dict]
+        records = [parsed[i][0] for i in candidates]
+        values = {name: [r.get(name) for r in records] for name in FIELD_ORDER}
+        extras = [_extra_text(r) if len(r.keys() - _KNOWN) else None for r in records]
     if not candidates:
         return _empty_batch(), certified
     utc = context.default_tz is timezone.utc or str(context.default_tz) == "UTC"
-    columns, ok, extras = certify([parsed[i][0] for i in candidates], context.config, utc,
-                                  context.path_workstream or context.run_workstream)
+    columns, ok = certify(values, context.config, utc, context.path_workstream or context.run_workstream)
     index = np.asarray(candidates)
     certified[index[ok]] = True
     lines = [chunk.lines[i] for i in candidates]
@@ -167,6 +177,29 @@ def _certified_batch(chunk: RawChunk, parsed: list[tuple[Any, tuple[str, str] | 
     return batch.filter(pa.array(ok)), certified
 
 
+def _csv_columns(chunk: RawChunk, rows: list[int]) -> tuple[dict[str, list[Any]], list[str | None]]:
+    """Raw values per field straight from the cells (transposed in C); an empty cell is absent."""
+    header = chunk.header or ()
+    by_column = list(zip(*(chunk.cells[i] for i in rows))) if rows else [() for _ in header]
+    values: dict[str, list[Any]] = {name: [None] * len(rows) for name in FIELD_ORDER}
+    extra_columns = []
+    for name, cells in zip(header, by_column):
+        if name in _KNOWN:
+            values[name] = [cell or None for cell in cells]
+        else:
+            extra_columns.append((name, cells))
+    extras: list[str | None] = [None] * len(rows)
+    if extra_columns:
+        for position in range(len(rows)):
+            found = {name: cells[position] for name, cells in extra_columns if cells[position] != ""}
+            extras[position] = rules.json_text(found) if found else None
+    return values, extras
+
+
+def _extra_text(record: dict[str, Any]) -> str:
+    return rules.json_text({k: v for k, v in record.items() if k not in _KNOWN})
+
+
 def _empty_batch() -> pa.RecordBatch:
     return pa.RecordBatch.from_pydict({name: [] for name in ACCEPTED_SCHEMA.names}, schema=ACCEPTED_SCHEMA)
 
@@ -175,29 +208,42 @@ def _one_batch(table: pa.Table) -> pa.RecordBatch:
     return table.combine_chunks().to_batches()[0] if table.num_rows else _empty_batch()
 
 
-def _parse(chunk: RawChunk, position: int) -> tuple[Any, tuple[str, str] | None]:
-    """The record as a mapping (JSON object or CSV row), or the problem that prevents it."""
+def _parse_all(chunk: RawChunk) -> list[tuple[Any, tuple[str, str] | None]]:
+    """Per record: the parsed JSON (JSONL; CSV rows become mappings only when needed), or the
+    problem that prevents reading it."""
+    if chunk.kind == "jsonl":
+        return [_parse_json(chunk, position) for position in range(len(chunk))]
+    return [(None, problem or _csv_encoding(raw)) for problem, raw in zip(chunk.problems, chunk.raws)]
+
+
+def _parse_json(chunk: RawChunk, position: int) -> tuple[Any, tuple[str, str] | None]:
     problem = chunk.problems[position]
     if problem is not None:
         return None, problem
     raw = chunk.raws[position]
-    if chunk.kind == "jsonl":
-        assert isinstance(raw, bytes)
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            return None, ("invalid_encoding", f"line is not valid UTF-8 (byte {exc.start})")
-        try:
-            return orjson.loads(text), None
-        except orjson.JSONDecodeError as exc:
-            return None, ("malformed_json", f"line is not valid JSON: {exc}")
-    assert isinstance(raw, str) and chunk.header is not None
+    assert isinstance(raw, bytes)
     try:
-        raw.encode("utf-8")
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, ("invalid_encoding", f"line is not valid UTF-8 (byte {exc.start})")
+    try:
+        return orjson.loads(text), None
+    except orjson.JSONDecodeError as exc:
+        return None, ("malformed_json", f"line is not valid JSON: {exc}")
+
+
+def _csv_encoding(raw: bytes | str) -> tuple[str, str] | None:
+    try:
+        str(raw).encode("utf-8")
     except UnicodeEncodeError:
-        return None, ("invalid_encoding", "row is not valid UTF-8")
+        return ("invalid_encoding", "row is not valid UTF-8")
+    return None
+
+
+def _csv_record(chunk: RawChunk, position: int) -> dict[str, str]:
+    """A CSV row as the mapping the model reads: header name -> cell, empty cells absent."""
     cells = chunk.cells[position] or []
-    return {name: cell for name, cell in zip(chunk.header, cells) if cell != ""}, None
+    return {name: cell for name, cell in zip(chunk.header or (), cells) if cell != ""}
 
 
 def _known_workstream(data: Any, context: RecordContext) -> str | None:

@@ -6,22 +6,12 @@ stream format instead: a schema message and the column buffers as they are, whic
 implementation reads back (so a Java/Go runner-side component could too) and which decodes
 without copying the column data.
 
-They are not wired into the transforms here. To use them (see ``register_arrow_coders``):
-
-* register them once, at import of the pipeline module, so that every PCollection whose
-  element type is ``pa.RecordBatch``/``pa.Table`` gets them::
-
-      register_arrow_coders()
-
-* declare the element types where Beam cannot infer them, e.g. the shuffles of write.py and
-  dedupe.py::
-
-      beam.FlatMap(_split_by_partition).with_output_types(tuple[tuple[str, str], pa.Table])
-      beam.FlatMap(_keys_by_bucket, ...).with_output_types(tuple[int, pa.Table])
-      beam.Map(_keyed_by, run_id).with_output_types(tuple[str, pa.Table])
-
-  Beam then builds ``KV<TupleCoder(StrUtf8, StrUtf8) | VarInt | StrUtf8, ArrowTableCoder>``:
-  keys with deterministic coders, values as IPC.
+Where they are used: ``transforms/dedupe.py`` and ``transforms/write.py`` call
+``register_arrow_coders()`` at import and declare the element types of their shuffles
+(``tuple[int, pa.Table]`` for the dedupe key tables, ``tuple[str, pa.Table]`` for rejects), so
+Beam builds ``KV<VarInt | StrUtf8, ArrowTableCoder>``: keys with deterministic coders, values
+as IPC. The rows themselves do not cross a shuffle: ``WriteTables`` spills them to Arrow IPC
+files and shuffles only (file, batch) references.
 
 Values need not be deterministic (Beam only requires it of grouping keys), and Arrow IPC is
 not byte-for-byte canonical (chunking, buffer padding), so ``is_deterministic`` is False.

@@ -23,7 +23,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 
+from transforms.coders import register_arrow_coders
 from transforms.files import list_files, read_parquet, write_parquet
+
+register_arrow_coders()  # key tables cross the shuffle as Arrow IPC, not pickles
 
 __all__ = ["DUPLICATE_POLICIES", "INDEX_BUCKETS", "DedupeByKey", "bucket_of", "index_folder", "resolve_duplicates"]
 
@@ -68,10 +71,11 @@ class DedupeByKey(beam.PTransform):
         self._reprocessed = tuple(reprocessed)
 
     def expand(self, batches: beam.PCollection[pa.RecordBatch]) -> dict[str, beam.PCollection]:
-        keyed = batches | "KeysByBucket" >> beam.FlatMap(_keys_by_bucket, buckets=self._buckets, policy=self._policy)
+        keyed = batches | "KeysByBucket" >> beam.FlatMap(
+            _keys_by_bucket, buckets=self._buckets, policy=self._policy).with_output_types(tuple[int, pa.Table])
         if self._reprocessed:  # every bucket must drop the reprocessed files' index entries
             seeds = keyed.pipeline | "EveryBucket" >> beam.Create(
-                [(b, _KEYS_SCHEMA.empty_table()) for b in range(self._buckets)])
+                [(b, _KEYS_SCHEMA.empty_table()) for b in range(self._buckets)]).with_output_types(tuple[int, pa.Table])
             keyed = (keyed, seeds) | "WithEveryBucket" >> beam.Flatten()
         resolved = (
             keyed

@@ -19,10 +19,13 @@ import pyarrow.compute as pc
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from transforms.coders import register_arrow_coders
 from transforms.files import ensure_parent, list_files, read_parquet, write_parquet
 from schemas.tables import REJECTS, TASK_COMPLETED, THROUGHPUT_DAILY, TableSpec
 
 __all__ = ["WriteRejects", "WriteTables", "daily_throughput", "partition_path"]
+
+register_arrow_coders()  # rejects cross the shuffle as Arrow IPC, not pickles
 
 _DAILY_GROUP = ["use_case_id", "task_definition_id", "worker_id"]
 _DAILY_COLUMNS = [*_DAILY_GROUP, "task_count", "subtask_count", "duration", "task_completed_at"]
@@ -74,7 +77,7 @@ class WriteRejects(beam.PTransform):
     def expand(self, batches: beam.PCollection[pa.RecordBatch]) -> beam.PCollection[dict[str, Any]]:
         return (
             batches
-            | "OneGroup" >> beam.Map(_keyed_by, self._run_id)
+            | "OneGroup" >> beam.Map(_keyed_by, self._run_id).with_output_types(tuple[str, pa.Table])
             | "GatherRejects" >> beam.GroupByKey()
             | "WriteRejectsFile" >> beam.Map(_write_rejects, root=self._root)
         )

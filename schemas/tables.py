@@ -6,6 +6,7 @@ The row models exist to describe the tables once; the Arrow schemas and the data
 
 from __future__ import annotations
 
+import functools
 import types
 import typing
 from datetime import date, datetime
@@ -55,6 +56,7 @@ def _arrow_type(annotation: object) -> tuple[pa.DataType, bool]:
     return _ARROW_TYPES[annotation], nullable
 
 
+@functools.lru_cache(maxsize=None)  # derived once per model: the writers ask for it per partition
 def arrow_schema(model: type[BaseModel], exclude: tuple[str, ...] = ()) -> pa.Schema:
     """The Arrow schema of a pydantic model, fields in declaration order, with descriptions."""
     fields = []

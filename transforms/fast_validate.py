@@ -36,6 +36,7 @@ _UTC = pa.timestamp("us", tz="UTC")
 
 # Strings the model would keep as they are: first and last character printable ASCII, not space.
 _TRIMMED = r"(?s)^[!-~](.*[!-~])?$"
+_ASCII_SPACE = " \t\n\r\x0b\x0c"
 # The model's e-mail pattern, with Python's ASCII \\s spelled out (RE2's \\s lacks \\v and \\x1c-\\x1f).
 _NOT_AT_OR_SPACE = r"[^@\t\n\x0b\x0c\r\x1c-\x20]"
 _EMAIL = f"^{_NOT_AT_OR_SPACE}+@{_NOT_AT_OR_SPACE}+\\.{_NOT_AT_OR_SPACE}+$"
@@ -116,6 +117,10 @@ def _strings(values: list[Any]) -> tuple[pa.Array, np.ndarray]:
     except (pa.ArrowTypeError, pa.ArrowInvalid):
         fine = np.array([v is None or type(v) is str for v in values], dtype=bool)
         array = pa.array([v if type(v) is str else None for v in values], pa.string())
+    # Trim ASCII white space only: where what is left starts and ends with a printable ASCII
+    # character, Python's str.strip() (the model's) would have stopped at the same characters.
+    trimmed = pc.utf8_trim(array, characters=_ASCII_SPACE)
+    array = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)  # blank is absent
     fine &= _mask(pc.or_kleene(pc.is_null(array), pc.match_substring_regex(array, _TRIMMED)))
     return array, fine
 
@@ -129,6 +134,8 @@ def _counts(values: list[Any]) -> tuple[list[int | None], np.ndarray]:
             out.append(None)
         elif kind is int and 0 <= value < 2**63:
             out.append(value)
+        elif kind is float and value.is_integer() and 0 <= value < 2**63:
+            out.append(int(value))
         elif kind is str and value.isascii() and value.isdigit() and len(value) < 19:
             out.append(int(value))
         else:

@@ -14,6 +14,9 @@ from typing import Any
 from urllib.parse import quote
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.io.filesystem import CompressionTypes
@@ -42,8 +45,9 @@ class WriteTables(beam.PTransform):
     """
 
     def __init__(self, staging_root: str, run_id: str, output: str | None = None,
-                 reprocess: Mapping[tuple[str, str], Sequence[str]] | None = None) -> None:
+                 reprocess: Mapping[tuple[str, str], Sequence[str]] | None = None, spill_rows: int = 250_000) -> None:
         super().__init__()
+        self._spill_rows = spill_rows
         self._root = staging_root
         self._run_id = run_id
         self._output = output
@@ -52,7 +56,7 @@ class WriteTables(beam.PTransform):
     def expand(self, inputs: dict[str, beam.PCollection] | beam.PCollection) -> beam.PCollection[dict[str, Any]]:
         if isinstance(inputs, beam.PCollection):  # new rows only: nothing earlier to remove
             inputs = {"rows": inputs}
-        parts = [inputs["rows"] | "SpillByPartition" >> beam.FlatMap(_spill_by_partition, root=self._root)]
+        parts = [inputs["rows"] | "SpillByPartition" >> beam.ParDo(_SpillFn(self._root, self._spill_rows))]
         if "changes" in inputs:
             parts.append(inputs["changes"])
         if self._reprocess:
@@ -108,24 +112,57 @@ def daily_throughput(rows: pa.Table) -> pa.Table:
         .cast(THROUGHPUT_DAILY.file_schema)
 
 
-def _spill_by_partition(batch: pa.RecordBatch, root: str) -> Iterator[tuple[tuple[str, str], tuple[str, Any]]]:
-    """Write a batch's rows, one record batch per partition, to an Arrow IPC file in staging.
+class _SpillFn(beam.DoFn):
+    """Write rows to Arrow IPC files in staging, one record batch per partition per file.
 
-    Only (path, batch number) crosses the shuffle to the partition writer, so memory holds one
-    partition at a time, never the run's rows (an in-process runner keeps a shuffle in memory).
+    Only (path, batch number) crosses the shuffle to the partition writers, so memory holds
+    ``spill_rows`` rows here and one partition there, never the run's rows (an in-process runner
+    keeps a shuffle in memory). Batches are gathered up to ``spill_rows`` before a file is
+    written, so a partition writer opens few files, however small the chunks.
     """
-    if not batch.num_rows:
-        return
-    dates = pc.cast(batch.column("task_completed_at"), pa.date32())
-    keys = pa.table({"w": batch.column("workstream_id"), "d": dates}).group_by(["w", "d"]).aggregate([])
-    path = FileSystems.join(root, "_fragments", f"rows-{pc.min(batch.column('_seq')).as_py():020d}.arrow")
-    ensure_parent(path)
-    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle, \
-            pa.ipc.new_file(handle, batch.schema) as writer:
-        for number, (workstream, day) in enumerate(zip(keys.column("w").to_pylist(), keys.column("d").to_pylist())):
-            mask = pc.and_(pc.equal(batch.column("workstream_id"), workstream), pc.equal(dates, pa.scalar(day, pa.date32())))
-            writer.write_batch(batch.filter(mask))
-            yield (workstream, day.isoformat()), ("rows", (path, number))
+
+    def __init__(self, root: str, spill_rows: int) -> None:
+        self._root = root
+        self._spill_rows = spill_rows
+        self._pending: list[pa.RecordBatch] = []
+        self._rows = 0
+
+    def start_bundle(self) -> None:
+        self._pending, self._rows = [], 0
+
+    def process(self, batch: pa.RecordBatch) -> Iterator[tuple[tuple[str, str], tuple[str, Any]]]:
+        if batch.num_rows:
+            self._pending.append(batch)
+            self._rows += batch.num_rows
+        if self._rows >= self._spill_rows:
+            yield from self._flush()
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        for element in self._flush():
+            yield WindowedValue(element, MIN_TIMESTAMP, [GlobalWindow()])
+
+    def _flush(self) -> Iterator[tuple[tuple[str, str], tuple[str, Any]]]:
+        if not self._pending:
+            return
+        table = pa.Table.from_batches(self._pending)
+        self._pending, self._rows = [], 0
+        dates = pc.cast(table.column("task_completed_at"), pa.date32())
+        keyed = pa.table({"w": table.column("workstream_id"), "d": dates})
+        order = pc.sort_indices(keyed, sort_keys=[("w", "ascending"), ("d", "ascending")])
+        table, keyed = table.take(order), keyed.take(order)
+        groups = keyed.group_by(["w", "d"], use_threads=False).aggregate([("w", "count")])
+        path = FileSystems.join(self._root, "_fragments", f"rows-{pc.min(table.column('_seq')).as_py():020d}.arrow")
+        ensure_parent(path)
+        offset = number = 0
+        with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle, \
+                pa.ipc.new_file(handle, table.schema) as writer:
+            for workstream, day, count in zip(groups.column("w").to_pylist(), groups.column("d").to_pylist(),
+                                              groups.column("w_count").to_pylist()):
+                for batch in table.slice(offset, count).combine_chunks().to_batches():
+                    writer.write_batch(batch)
+                    yield (workstream, day.isoformat()), ("rows", (path, number))
+                    number += 1
+                offset += count
 
 
 def _read_spilled(references: Iterable[tuple[str, int]]) -> Iterator[pa.RecordBatch]:

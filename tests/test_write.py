@@ -207,3 +207,24 @@ def test_partition_path_quotes_values_as_hive_does(tmp_path: Path) -> None:
     pq.write_table(pa.table({"n": [1]}), folder / "part-00000.parquet")
     table = ds.dataset(tmp_path / "rejects", format="parquet", partitioning="hive").to_table()
     assert table.column("run_id").to_pylist() == ["r 1/x"]
+
+
+def test_rows_land_in_their_own_partition_whatever_the_order(config: WorkstreamConfig, tmp_path: Path) -> None:
+    """Many partitions, rows in shuffled order, spilled in files of a few rows: none strays."""
+    import random
+
+    rng = random.Random(3)
+    rows = [record(workstream_id=ws, use_case_id=uc, task_definition_id=td, worker_id=f"w{i}",
+                   task_started_at=f"2020-12-{day:02d}T00:00:00Z", task_completed_at=f"2020-12-{day:02d}T12:00:00Z")
+            for i, (ws, uc, td, day) in enumerate(
+                (rng.choice([("ws-ner", UC, TD), ("ws-audio", "uc-audio", "td-transcribe")]) + (rng.randrange(1, 28),))
+                for _ in range(120))]
+    batches = [_validated(config, rows[i:i + 20], i // 20, f"in/{i:03d}.jsonl")[0] for i in range(0, 120, 20)]
+    root = tmp_path / "staging"
+    with BeamTestPipeline(runner="FnApiRunner") as pipeline:
+        _ = pipeline | beam.Create(batches) | WriteTables(str(root), RUN, spill_rows=7)
+    found = duckdb.sql(f"select workstream_id, completed_date, worker_id, task_completed_at from "
+                       f"read_parquet('{root}/task_completed/**/*.parquet', hive_partitioning=true)").fetchall()
+    assert len(found) == 120
+    expected = {r["worker_id"]: (r["workstream_id"], date(2020, 12, int(r["task_completed_at"][8:10]))) for r in rows}
+    assert {worker: (ws, day) for ws, day, worker, _ in found} == expected

@@ -150,19 +150,24 @@ class _SpillFn(beam.DoFn):
         keyed = pa.table({"w": table.column("workstream_id"), "d": dates})
         order = pc.sort_indices(keyed, sort_keys=[("w", "ascending"), ("d", "ascending")])
         table, keyed = table.take(order), keyed.take(order)
-        groups = keyed.group_by(["w", "d"], use_threads=False).aggregate([("w", "count")])
+        # runs of equal (workstream, date) in the sorted rows, in order: the partitions' slices
+        runs = pc.run_end_encode(pc.binary_join_element_wise(
+            keyed.column("w"), pc.cast(keyed.column("d"), pa.string()), "\x1f").combine_chunks())
+        ends = runs.run_ends.to_pylist()
+        firsts = pa.array([0, *ends[:-1]], pa.int64())
+        partitions = list(zip(keyed.column("w").take(firsts).to_pylist(),
+                              (d.isoformat() for d in keyed.column("d").take(firsts).to_pylist())))
         path = FileSystems.join(self._root, "_fragments", f"rows-{pc.min(table.column('_seq')).as_py():020d}.arrow")
         ensure_parent(path)
         offset = number = 0
         with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle, \
                 pa.ipc.new_file(handle, table.schema) as writer:
-            for workstream, day, count in zip(groups.column("w").to_pylist(), groups.column("d").to_pylist(),
-                                              groups.column("w_count").to_pylist()):
-                for batch in table.slice(offset, count).combine_chunks().to_batches():
+            for partition, end in zip(partitions, ends):
+                for batch in table.slice(offset, end - offset).combine_chunks().to_batches():
                     writer.write_batch(batch)
-                    yield (workstream, day.isoformat()), ("rows", (path, number))
+                    yield partition, ("rows", (path, number))
                     number += 1
-                offset += count
+                offset = end
 
 
 def _read_spilled(references: Iterable[tuple[str, int]]) -> Iterator[pa.RecordBatch]:

@@ -341,7 +341,7 @@ def _bisect(cum: list[float], x: float) -> int:
 
 
 def generate(records: int, fmt: str, out: str | Path, seed: int = 7, records_per_file: int = 200_000,
-             too_large: bool = True) -> Generated:
+             too_large: bool = True, config_seed: int | None = None) -> Generated:
     """Write the configuration, the input files and expected.json; return what was written."""
     if fmt not in ("jsonl", "csv"):
         raise ValueError(f"unknown format {fmt!r}")
@@ -350,14 +350,14 @@ def generate(records: int, fmt: str, out: str | Path, seed: int = 7, records_per
     for old in out.glob("part-*"):
         old.unlink()
     rng = _Rng(seed)
-    config = build_config(rng)
+    # another data set for the same workstreams (a later night): its own seed, the config's seed
+    config = build_config(rng if config_seed is None else _Rng(config_seed))
     (out / "workstreams.json").write_text(json.dumps(config, indent=1))
     builder = _Builder(rng, config, fmt)
     state = _State()
     files: list[str] = []
     too_large_at = records // 2 if too_large and records >= 1000 else -1
     handle = None
-    writer = None
     file_no = -1
     for i in range(records):
         if i % records_per_file == 0:
@@ -450,8 +450,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--records-per-file", type=int, default=200_000)
     parser.add_argument("--no-too-large", action="store_true", help="leave out the record_too_large record")
+    parser.add_argument("--config-seed", type=int, help="seed of the workstream configuration (default: --seed)")
     args = parser.parse_args(argv)
-    result = generate(args.records, args.fmt, args.out, args.seed, args.records_per_file, not args.no_too_large)
+    result = generate(args.records, args.fmt, args.out, args.seed, args.records_per_file, not args.no_too_large,
+                      args.config_seed)
     print(json.dumps(result.expected, indent=1))
     return 0
 

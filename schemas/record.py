@@ -68,9 +68,14 @@ def _as_pydantic(rule: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return rule(*args)
         except rules.RuleError as err:
-            raise PydanticCustomError(err.code, "{message}", {"message": err.message}) from None
+            raise _fail(err.code, err.message) from None
 
     return check
+
+
+def _fail(code: str, message: str) -> PydanticCustomError:
+    """A pydantic error whose type is the SPEC code, carrying our message as is."""
+    return PydanticCustomError(code, "{message}", {"message": message})
 
 
 def _timestamp(value: Any, info: ValidationInfo) -> datetime:
@@ -131,7 +136,7 @@ class TaskCompleted(BaseModel):
     def _blank_is_absent(cls, data: Any, info: ValidationInfo) -> Any:
         """SPEC 1: blank strings and nulls are absent; a missing workstream comes from context."""
         if not isinstance(data, Mapping):
-            raise PydanticCustomError("not_an_object", "a record must be a JSON object, got {kind}", {"kind": type(data).__name__})
+            raise _fail("not_an_object", f"a record must be a JSON object, got {type(data).__name__}")
         cleaned = {k: v for k, v in data.items() if k not in FIELD_ORDER or not rules.is_blank(v)}
         context: RecordContext | None = info.context
         if "workstream_id" not in cleaned and context is not None:
@@ -145,7 +150,7 @@ class TaskCompleted(BaseModel):
     def _known_workstream(cls, value: str, info: ValidationInfo) -> str:
         context: RecordContext | None = info.context
         if context is not None and value not in context.config.task_definitions:
-            raise PydanticCustomError("unknown_workstream", "{message}", {"message": f"workstream {value!r} is not in the workstream configuration"})
+            raise _fail("unknown_workstream", f"workstream {value!r} is not in the workstream configuration")
         return value
 
     @field_validator("use_case_id")
@@ -155,7 +160,7 @@ class TaskCompleted(BaseModel):
         workstream = info.data.get("workstream_id")
         if context is not None and workstream is not None:
             if value not in context.config.task_definitions[workstream]:
-                raise PydanticCustomError("unknown_use_case", "{message}", {"message": f"use case {value!r} is not configured for workstream {workstream!r}"})
+                raise _fail("unknown_use_case", f"use case {value!r} is not configured for workstream {workstream!r}")
         return value
 
     @field_validator("task_definition_id")
@@ -166,7 +171,7 @@ class TaskCompleted(BaseModel):
         use_case = info.data.get("use_case_id")
         if context is not None and workstream is not None and use_case is not None:
             if value not in context.config.task_definitions[workstream][use_case]:
-                raise PydanticCustomError("unknown_task_definition", "{message}", {"message": f"task definition {value!r} is not configured for use case {use_case!r}"})
+                raise _fail("unknown_task_definition", f"task definition {value!r} is not configured for use case {use_case!r}")
         return value
 
     @field_validator("task_completed_at")
@@ -174,7 +179,7 @@ class TaskCompleted(BaseModel):
     def _not_before_start(cls, value: datetime, info: ValidationInfo) -> datetime:
         started = info.data.get("task_started_at")
         if started is not None and value < started:
-            raise PydanticCustomError("completed_before_started", "{message}", {"message": f"{value.isoformat()} is before task_started_at {started.isoformat()}"})
+            raise _fail("completed_before_started", f"{value.isoformat()} is before task_started_at {started.isoformat()}")
         return value
 
 
@@ -198,7 +203,8 @@ def _field_error(error: Mapping[str, Any]) -> FieldError:
     kind = error["type"]
     if kind == "missing":
         if name == "workstream_id":
-            return FieldError("missing_workstream_id", name, "no workstream_id in the record, its file path (workstream_id=<id>) or --workstream-id")
+            return FieldError("missing_workstream_id", name,
+                              "no workstream_id in the record, its file path (workstream_id=<id>) or --workstream-id")
         return FieldError("missing_field", name, "is required but absent or blank")
     code = _BUILTIN_CODES.get(kind, kind if kind in _SPEC_CODES else "invalid_type")
     return FieldError(code, name, str(error["msg"]))

@@ -56,7 +56,7 @@ def _arrow_type(annotation: object) -> tuple[pa.DataType, bool]:
     return _ARROW_TYPES[annotation], nullable
 
 
-@functools.lru_cache(maxsize=None)  # derived once per model: the writers ask for it per partition
+@functools.cache  # derived once per model: the writers ask for it per partition
 def arrow_schema(model: type[BaseModel], exclude: tuple[str, ...] = ()) -> pa.Schema:
     """The Arrow schema of a pydantic model, fields in declaration order, with descriptions."""
     fields = []

@@ -123,7 +123,7 @@ class MemFileSystem(FileSystem):
         local = _object_file(path)
         if not os.path.isfile(local):
             raise BeamIOError("Open operation failed", {path: FileNotFoundError(path)})
-        raw = io.open(local, "rb")
+        raw = open(local, "rb")
         compression_type = FileSystem._get_compression_type(path, compression_type)
         if compression_type == CompressionTypes.UNCOMPRESSED:
             return raw

@@ -112,3 +112,15 @@ def test_a_changed_file_replaces_its_earlier_rows(tmp_path: Path, config_file: P
     _run(tmp_path, config_file, path)
     assert sorted(r["worker_id"] for r in _rows(tmp_path)) == ["a", "appended", "b"]
     _daily_matches_task_completed(tmp_path)
+
+
+def test_daily_merges_a_later_runs_additions(tmp_path: Path, config_file: Path) -> None:
+    """A run that only adds rows merges them into the earlier daily rows: still the aggregate."""
+    for night in range(3):
+        _run(tmp_path, config_file, write_jsonl(tmp_path / "in" / f"n{night}.jsonl", [
+            record(worker_id=f"w{i % 2}", task_count=night + i, subtask_count=None if night == 0 else i,
+                   duration=0.25 * (night + 1), task_completed_at=f"2020-12-22T1{night}:0{i}:00Z")
+            for i in range(3)]))
+    _daily_matches_task_completed(tmp_path)
+    daily = _rows(tmp_path, "throughput_daily")
+    assert [(r["worker_id"], r["records"]) for r in daily] == [("w0", 6), ("w1", 3)]

@@ -116,7 +116,7 @@ def test_csv_error_codes_and_spreadsheet_rows(tmp_path: Path, config_file: Path)
             good + ",not json,",                                        # row 6: invalid_type
             good + ',,"' + "y" * 400 + '"',                             # row 7: record_too_large
             good + ",,ok",                                              # row 8: accepted
-        ]).encode("utf-8").replace("\xff".encode("utf-8"), b"\xff") + b"\r\n"
+        ]).encode("utf-8").replace("\xff".encode(), b"\xff") + b"\r\n"
     )
     result = _run(tmp_path, config_file, str(path), max_record_bytes=300)
     rejects = {r["source_line"]: (r["error_code"], r["error_field"]) for r in _table(tmp_path, "rejects")}

@@ -137,10 +137,10 @@ def test_full_and_incremental_runs_on_a_filesystem_of_our_own(bucket: str) -> No
         record(worker_id="other", task_completed_at="2020-12-23T10:00:00Z"),
     ]))
     _put(f"{bucket}/landing/day1/workstream_id=ws-audio/b.csv.gz", (
-        "worker_id,use_case_id,task_definition_id,task_started_at,task_completed_at,unique_id\n"
-        "audio,uc-audio,td-transcribe,2020-12-22T09:00:00Z,2020-12-22T09:30:00Z,u1\n"
-        "bad,uc-audio,nope,2020-12-22T09:00:00Z,2020-12-22T09:30:00Z,u2\n"
-    ).encode(), compress=True)
+        b"worker_id,use_case_id,task_definition_id,task_started_at,task_completed_at,unique_id\n"
+        b"audio,uc-audio,td-transcribe,2020-12-22T09:00:00Z,2020-12-22T09:30:00Z,u1\n"
+        b"bad,uc-audio,nope,2020-12-22T09:00:00Z,2020-12-22T09:30:00Z,u2\n"
+    ), compress=True)
     out = f"{bucket}/tables"
 
     def run_on(inputs: str, run_id: str, beam_args: list[str]) -> dict:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import apache_beam as beam
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import record, write_jsonl
 from transforms.read import InputFile, RawChunk, ReadTaskFiles, detect_format, path_workstream, read_chunks

@@ -23,7 +23,6 @@ import pyarrow.compute as pc
 
 from schemas import rules
 from schemas.config import WorkstreamConfig
-from schemas.record import FIELD_ORDER
 
 __all__ = ["certify"]
 

@@ -24,8 +24,6 @@ from schemas.config import WorkstreamConfig
 from schemas.record import FIELD_ORDER, FieldError, RecordContext, validate_record
 from schemas.tables import REJECTS, TASK_COMPLETED
 from transforms.fast_validate import certify
-
-_KNOWN = frozenset(FIELD_ORDER)
 from transforms.read import RawChunk
 
 __all__ = [
@@ -49,6 +47,7 @@ ACCEPTED_SCHEMA = pa.schema(
 ).set(FIELD_ORDER.index("duration"), TASK_COMPLETED.schema.field("duration").with_nullable(True))
 REJECTS_SCHEMA = REJECTS.file_schema.append(pa.field("_seq", pa.int64(), nullable=False))
 
+_KNOWN = frozenset(FIELD_ORDER)
 _LINE_BITS = 40  # a file holds fewer than 2**40 lines; a run fewer than 2**23 files
 
 

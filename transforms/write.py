@@ -14,19 +14,19 @@ from typing import Any
 from urllib.parse import quote
 
 import apache_beam as beam
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.timestamp import MIN_TIMESTAMP
-from apache_beam.utils.windowed_value import WindowedValue
 import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 
+from schemas.tables import REJECTS, TASK_COMPLETED, THROUGHPUT_DAILY, TableSpec
 from transforms.coders import register_arrow_coders
 from transforms.files import ensure_parent, list_files, read_parquet, write_parquet
-from schemas.tables import REJECTS, TASK_COMPLETED, THROUGHPUT_DAILY, TableSpec
 
-__all__ = ["WriteRejects", "WriteTables", "daily_throughput", "partition_path"]
+__all__ = ["WriteRejects", "WriteTables", "daily_throughput", "merge_daily", "partition_path"]
 
 register_arrow_coders()  # rejects cross the shuffle as Arrow IPC, not pickles
 
@@ -204,9 +204,13 @@ def _rewrite_partition(group: tuple[tuple[str, str], Iterable[tuple[str, Any]]],
     retired: list[str] = []
     current: list[pa.Table] = []  # the partition's rows after this run, daily columns only
     removed = 0
-    existing = list_files(FileSystems.join(partition_path(output, TASK_COMPLETED, key), "*.parquet")) if output else []
+    # Without removals the earlier files stay as they are, and the daily rows are merged from
+    # the earlier daily file: the cost follows the night's rows, not the partition's history.
+    removing = bool(remove_keys or remove_files)
+    existing = list_files(FileSystems.join(partition_path(output, TASK_COMPLETED, key), "*.parquet")) \
+        if output and removing else []
     for number, path in enumerate(existing):
-        if remove_keys or remove_files:
+        if removing:
             probe = read_parquet(path, ["use_case_id", "task_definition_id", "unique_id", "source_file"])
             doomed = _rows_to_remove(probe, workstream, remove_keys, remove_files)
             dropped = pc.sum(doomed).as_py() or 0
@@ -236,9 +240,12 @@ def _rewrite_partition(group: tuple[tuple[str, str], Iterable[tuple[str, Any]]],
         current.append(rows.select(_DAILY_COLUMNS))
         written = rows.num_rows
         file_partitions = {path: [list(key)] for path in pc.unique(rows.column("source_file")).to_pylist()}
-    if output:
-        retired += list_files(FileSystems.join(partition_path(output, THROUGHPUT_DAILY, key), "*.parquet"))
+    earlier_daily = list_files(FileSystems.join(partition_path(output, THROUGHPUT_DAILY, key), "*.parquet")) \
+        if output else []
+    retired += earlier_daily
     daily = daily_throughput(pa.concat_tables(current)) if current else THROUGHPUT_DAILY.file_schema.empty_table()
+    if not removing and earlier_daily:
+        daily = merge_daily([read_parquet(path) for path in earlier_daily] + [daily])
     if daily.num_rows:
         target = FileSystems.join(partition_path(root, THROUGHPUT_DAILY, key), name)
         write_parquet(daily, target)
@@ -251,6 +258,22 @@ def _rewrite_partition(group: tuple[tuple[str, str], Iterable[tuple[str, Any]]],
         "retired_files": retired,
         "file_partitions": file_partitions,
     }
+
+
+def merge_daily(parts: list[pa.Table]) -> pa.Table:
+    """Combine throughput_daily rows of one partition (e.g. earlier rows and a run's new ones)."""
+    grouped = pa.concat_tables([p.cast(THROUGHPUT_DAILY.file_schema) for p in parts]).group_by(
+        _DAILY_GROUP, use_threads=False).aggregate([
+            ("records", "sum"), ("task_count", "sum"), ("subtask_count", "sum"), ("duration", "sum"),
+            ("first_completed_at", "min"), ("last_completed_at", "max"),
+        ])
+    renamed = grouped.rename_columns({
+        "records_sum": "records", "task_count_sum": "task_count", "subtask_count_sum": "subtask_count",
+        "duration_sum": "duration", "first_completed_at_min": "first_completed_at",
+        "last_completed_at_max": "last_completed_at",
+    })
+    return renamed.select(THROUGHPUT_DAILY.file_schema.names).sort_by([(c, "ascending") for c in _DAILY_GROUP]) \
+        .cast(THROUGHPUT_DAILY.file_schema)
 
 
 def _rows_to_remove(probe: pa.Table, workstream: str, keys: set[str], files: set[str]) -> pa.Array:

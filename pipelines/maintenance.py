@@ -24,7 +24,7 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.commit import Journal, RunError, StagedRun, recover
-from pipelines.run import RunOptions, RunResult, _pipeline_options, format_summary, parse_args, resolve_inputs, run
+from pipelines.run import RunOptions, RunResult, format_summary, parse_args, pipeline_options_from, resolve_inputs, run
 from schemas.tables import TASK_COMPLETED, THROUGHPUT_DAILY, TableSpec
 from transforms.counts import WriteCounts
 from transforms.files import list_files, read_json, read_parquet, write_parquet
@@ -80,7 +80,7 @@ def compact(output: str, tables: Iterable[TableSpec] = (TASK_COMPLETED, THROUGHP
     staging = StagedRun.begin(output, run_id)
     counts: dict[str, Any] = {}
     if work:
-        with beam.Pipeline(options=_pipeline_options(beam_args)) as pipeline:
+        with beam.Pipeline(options=pipeline_options_from(beam_args)) as pipeline:
             (
                 pipeline
                 | "Partitions" >> beam.Create(work)

@@ -120,7 +120,7 @@ def run(options: RunOptions, beam_args: Sequence[str] = ()) -> RunResult:
     ledger = Ledger.load(options.output)
     plan = _plan(files, ledger, options.reprocess)
     staging = StagedRun.begin(options.output, run_id)
-    pipeline_options = _pipeline_options(beam_args)
+    pipeline_options = pipeline_options_from(beam_args)
     counts: dict[str, Any] = {}
     if plan.files:
         try:
@@ -200,7 +200,8 @@ def _several_workers(options: PipelineOptions) -> bool:
     return (options.view_as(DirectOptions).direct_num_workers or 1) > 1
 
 
-def _pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
+def pipeline_options_from(beam_args: Sequence[str]) -> PipelineOptions:
+    """Beam's options from the flags we do not own; the runner defaults to ``DEFAULT_RUNNER``."""
     options = PipelineOptions(list(beam_args))
     standard = options.view_as(StandardOptions)
     if not standard.runner:

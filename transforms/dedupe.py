@@ -170,9 +170,10 @@ class _ResolveBucketFn(beam.DoFn):
         ])
         losers = resolve_duplicates(chains)
         run_losers = losers.filter(pc.greater_equal(losers.column("_seq"), 0))
-        replaced = existing.filter(pc.is_in(existing.column("key"),
-                                            value_set=_winning_run_keys(run_keys, run_losers)))
-        dropped = run_keys.filter(pc.is_in(run_keys.column("_seq"), value_set=run_losers.column("_seq")))
+        lost = pc.is_in(run_keys.column("_seq"), value_set=run_losers.column("_seq"))
+        dropped, winners = run_keys.filter(lost), run_keys.filter(pc.invert(lost))
+        # an earlier row is replaced exactly when a record of this run survives for its key
+        replaced = existing.filter(pc.is_in(existing.column("key"), value_set=winners.column("key")))
         for partition, seqs in _by_partition(dropped, "_seq"):
             yield partition, ("drop", seqs)
         for partition, keys in _by_partition(replaced, "key"):
@@ -183,27 +184,21 @@ class _ResolveBucketFn(beam.DoFn):
             "ignored_duplicates": pc.sum(pc.equal(outcomes, IGNORED)).as_py() or 0,
             "replaced_existing": replaced.num_rows,
         }
-        if self._output is not None and self._staging_root is not None and (run_keys.num_rows or self._reprocessed):
-            counts.update(self._rewrite_index(bucket, index, run_keys, run_losers, index_files))
+        if self._staging_root is not None and self._output is not None and (run_keys.num_rows or self._reprocessed):
+            counts.update(self._rewrite_index(self._staging_root, bucket, index, winners, index_files))
         yield beam.pvalue.TaggedOutput(COUNTS, counts)
 
-    def _rewrite_index(self, bucket: int, index: pa.Table, run_keys: pa.Table, run_losers: pa.Table,
+    def _rewrite_index(self, staging_root: str, bucket: int, index: pa.Table, winners: pa.Table,
                        old_files: list[str]) -> dict[str, Any]:
-        winners = run_keys.filter(pc.invert(pc.is_in(run_keys.column("_seq"), value_set=run_losers.column("_seq"))))
+        """The bucket's index after this run: earlier keys, with this run's survivors in place."""
         kept = index.filter(pc.invert(pc.is_in(index.column("key"), value_set=winners.column("key"))))
         updated = pa.concat_tables([kept, winners.select(INDEX_SCHEMA.names).cast(INDEX_SCHEMA)]).sort_by("key")
         staged = []
         if updated.num_rows:
-            path = FileSystems.join(index_folder(self._staging_root, bucket), f"keys-{self._run_id}.parquet")
+            path = FileSystems.join(index_folder(staging_root, bucket), f"keys-{self._run_id}.parquet")
             write_parquet(updated, path)
             staged.append(path)
         return {"staged_files": staged, "retired_files": list(old_files), "index_keys": updated.num_rows}
-
-
-def _winning_run_keys(run_keys: pa.Table, run_losers: pa.Table) -> pa.Array:
-    """Keys for which a record of this run survives (and so replaces any earlier row)."""
-    winners = run_keys.filter(pc.invert(pc.is_in(run_keys.column("_seq"), value_set=run_losers.column("_seq"))))
-    return pc.unique(winners.column("key"))
 
 
 def _by_partition(rows: pa.Table, column: str) -> Iterator[tuple[tuple[str, str], list[Any]]]:

@@ -1,10 +1,12 @@
 """Write the output tables as Hive-partitioned Parquet under a staging root.
 
-Rows are grouped by partition (workstream, completed date) as Arrow tables, sorted inside the
-partition by (task_completed_at, input order) so the files are identical whatever the runner,
-and written one file per partition per run. ``throughput_daily`` is aggregated from the very
-table written beside it, so the two always agree. Partition columns live in the path only.
-Each writer emits counts, including the files it staged, for the commit to move into place.
+Rows are spilled to Arrow IPC files by partition (workstream, completed date) and only
+references cross the shuffle. Each partition writer applies the run's dedupe changes, sorts
+the rows by (task_completed_at, input order) so files are identical whatever the runner, and
+writes one new file per partition per run; an earlier file is rewritten only when it loses
+rows. ``throughput_daily`` is recomputed (or, when the run only adds rows, merged) from what the
+partition holds, so the two tables always agree. Partition columns live in the path only.
+Each writer emits counts, including the files it staged and retired, for the commit.
 """
 
 from __future__ import annotations
@@ -139,7 +141,7 @@ class _SpillFn(beam.DoFn):
 
     def finish_bundle(self) -> Iterator[WindowedValue]:
         for element in self._flush():
-            yield WindowedValue(element, MIN_TIMESTAMP, [GlobalWindow()])
+            yield WindowedValue(element, MIN_TIMESTAMP, (GlobalWindow(),))
 
     def _flush(self) -> Iterator[tuple[tuple[str, str], tuple[str, Any]]]:
         if not self._pending:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 
-from pipelines import maintenance, run
+# Importing Beam logs a warning about Google Cloud client libraries that a local run never
+# uses; keep it off the operator's screen (main() sets up logging for our own messages).
+logging.getLogger().setLevel(logging.ERROR)
+
+from pipelines import maintenance, run  # noqa: E402 - after quieting Beam's import-time warning
 
 __all__ = ["main"]
 

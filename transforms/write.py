@@ -97,19 +97,26 @@ def partition_path(root: str, table: TableSpec, values: Iterable[str]) -> str:
 
 def daily_throughput(rows: pa.Table) -> pa.Table:
     """Aggregate one partition of task_completed into throughput_daily rows (file schema)."""
-    grouped = rows.group_by(_DAILY_GROUP, use_threads=False).aggregate([
-        ("worker_id", "count"),
-        ("task_count", "sum"),
-        ("subtask_count", "sum"),
-        ("duration", "sum"),
-        ("task_completed_at", "min"),
-        ("task_completed_at", "max"),
-    ])
-    renamed = grouped.rename_columns({
-        "worker_id_count": "records", "task_count_sum": "task_count", "subtask_count_sum": "subtask_count",
-        "duration_sum": "duration", "task_completed_at_min": "first_completed_at",
-        "task_completed_at_max": "last_completed_at",
-    })
+    return _aggregate_daily(rows, _FROM_ROWS)
+
+
+def merge_daily(parts: list[pa.Table]) -> pa.Table:
+    """Combine throughput_daily rows of one partition (e.g. earlier rows and a run's new ones)."""
+    return _aggregate_daily(pa.concat_tables([p.cast(THROUGHPUT_DAILY.file_schema) for p in parts]), _FROM_DAILY)
+
+
+# (input column, aggregate, throughput_daily column): from task_completed rows, and from daily rows
+_FROM_ROWS = [("worker_id", "count", "records"), ("task_count", "sum", "task_count"),
+              ("subtask_count", "sum", "subtask_count"), ("duration", "sum", "duration"),
+              ("task_completed_at", "min", "first_completed_at"), ("task_completed_at", "max", "last_completed_at")]
+_FROM_DAILY = [("records", "sum", "records"), ("task_count", "sum", "task_count"),
+               ("subtask_count", "sum", "subtask_count"), ("duration", "sum", "duration"),
+               ("first_completed_at", "min", "first_completed_at"), ("last_completed_at", "max", "last_completed_at")]
+
+
+def _aggregate_daily(table: pa.Table, spec: list[tuple[str, str, str]]) -> pa.Table:
+    grouped = table.group_by(_DAILY_GROUP, use_threads=False).aggregate([(column, op) for column, op, _ in spec])
+    renamed = grouped.rename_columns({f"{column}_{op}": target for column, op, target in spec})
     return renamed.select(THROUGHPUT_DAILY.file_schema.names).sort_by([(c, "ascending") for c in _DAILY_GROUP]) \
         .cast(THROUGHPUT_DAILY.file_schema)
 
@@ -260,22 +267,6 @@ def _rewrite_partition(group: tuple[tuple[str, str], Iterable[tuple[str, Any]]],
         "retired_files": retired,
         "file_partitions": file_partitions,
     }
-
-
-def merge_daily(parts: list[pa.Table]) -> pa.Table:
-    """Combine throughput_daily rows of one partition (e.g. earlier rows and a run's new ones)."""
-    grouped = pa.concat_tables([p.cast(THROUGHPUT_DAILY.file_schema) for p in parts]).group_by(
-        _DAILY_GROUP, use_threads=False).aggregate([
-            ("records", "sum"), ("task_count", "sum"), ("subtask_count", "sum"), ("duration", "sum"),
-            ("first_completed_at", "min"), ("last_completed_at", "max"),
-        ])
-    renamed = grouped.rename_columns({
-        "records_sum": "records", "task_count_sum": "task_count", "subtask_count_sum": "subtask_count",
-        "duration_sum": "duration", "first_completed_at_min": "first_completed_at",
-        "last_completed_at_max": "last_completed_at",
-    })
-    return renamed.select(THROUGHPUT_DAILY.file_schema.names).sort_by([(c, "ascending") for c in _DAILY_GROUP]) \
-        .cast(THROUGHPUT_DAILY.file_schema)
 
 
 def _rows_to_remove(probe: pa.Table, workstream: str, keys: set[str], files: set[str]) -> pa.Array:

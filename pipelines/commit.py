@@ -114,6 +114,12 @@ class Journal:
     deletes: list[str] = field(default_factory=list)
     manifest: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def of_staged(cls, staging: StagedRun, counts: dict[str, Any], manifest: dict[str, Any]) -> Journal:
+        """The commit of what a pipeline staged and retired, as its counts report them."""
+        moves = [(path, staging.final_path(path)) for path in sorted(counts.get("staged_files", []))]
+        return cls(staging.output, staging.run_id, moves, sorted(set(counts.get("retired_files", []))), manifest)
+
     @property
     def path(self) -> str:
         return FileSystems.join(self.output, "_commits", f"{self.run_id}.json")

@@ -91,10 +91,7 @@ def compact(output: str, tables: Iterable[TableSpec] = (TASK_COMPLETED, THROUGHP
     manifest = {"run_id": run_id, "status": "committed", "kind": "compaction",
                 "partitions_compacted": len(work), "files_retired": len(counts.get("retired_files", [])),
                 "rows": counts.get("rows", 0)}
-    journal = Journal(output, run_id, manifest=manifest)
-    journal.moves = [(path, staging.final_path(path)) for path in sorted(counts.get("staged_files", []))]
-    journal.deletes = sorted(counts.get("retired_files", []))
-    journal.commit()
+    Journal.of_staged(staging, counts, manifest).commit()
     return manifest
 
 

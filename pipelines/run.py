@@ -138,9 +138,7 @@ def run(options: RunOptions, beam_args: Sequence[str] = ()) -> RunResult:
             f"reject rate {rate:.4f} ({manifest['counts']['rejected']} of {manifest['counts']['read']}) "
             f"is above --max-reject-rate {options.max_reject_rate}; nothing was committed"
         )
-    journal = Journal(options.output, run_id, manifest=manifest)
-    journal.moves = [(path, staging.final_path(path)) for path in sorted(counts.get("staged_files", []))]
-    journal.deletes = sorted(set(counts.get("retired_files", [])))
+    journal = Journal.of_staged(staging, counts, manifest)
     if plan.files:
         partitions = counts.get("file_partitions", {})
         entries = [LedgerEntry(f.path, plan.checksums[f.path], run_id,

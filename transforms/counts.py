@@ -6,12 +6,12 @@ reach the driver the same way on every runner (as a JSON file in the run's stagi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
+
+from transforms.files import write_json
 
 __all__ = ["SumCounts", "WriteCounts", "merge_counts"]
 
@@ -54,15 +54,10 @@ class WriteCounts(beam.PTransform):
         super().__init__()
         self._path = path
 
-    def expand(self, counts: beam.PCollection[dict[str, Any]]) -> beam.PCollection[str]:
+    def expand(self, counts: beam.PCollection[dict[str, Any]]) -> beam.PCollection[None]:
+        path = self._path
         return (
             counts
             | "Sum" >> beam.CombineGlobally(SumCounts())
-            | "WriteJson" >> beam.Map(_write_json, self._path)
+            | "WriteJson" >> beam.Map(lambda total: write_json(path, total))
         )
-
-
-def _write_json(counts: dict[str, Any], path: str) -> str:
-    with FileSystems.create(path) as handle:
-        handle.write(json.dumps(counts, sort_keys=True).encode())
-    return path

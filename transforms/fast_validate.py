@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -72,14 +72,14 @@ def certify(values: Mapping[str, list[Any]], config: WorkstreamConfig, default_t
     ok &= _mask(pc.or_kleene(pc.is_null(source), pc.is_in(source, value_set=pa.array(rules.DATA_SOURCES))))
 
     for name in ("task_count", "subtask_count"):
-        counts, fine = _counts(values[name])
+        counts, fine = _each(values[name], _count)
         columns[name] = pa.array(counts, pa.int64())
         ok &= fine
     columns["task_count"] = pc.fill_null(columns["task_count"], 1)
-    durations, fine = _durations(values["duration"])
+    durations, fine = _each(values["duration"], _duration)
     columns["duration"] = pa.array(durations, pa.float64())
     ok &= fine
-    flags, fine = _flags(values["replace_duplicate"])
+    flags, fine = _each(values["replace_duplicate"], _flag)
     columns["replace_duplicate"] = pc.fill_null(pa.array(flags, pa.bool_()), True)
     ok &= fine
 
@@ -124,54 +124,48 @@ def _strings(values: list[Any]) -> tuple[pa.Array, np.ndarray]:
     return array, fine
 
 
-def _counts(values: list[Any]) -> tuple[list[int | None], np.ndarray]:
-    out: list[int | None] = []
+_DEFER = object()  # a value the fast path does not decide
+
+
+def _each(values: list[Any], convert: Callable[[Any], Any]) -> tuple[list[Any], np.ndarray]:
+    """Convert every present value; a value ``convert`` defers becomes null and is not certified."""
+    out: list[Any] = []
     fine = np.ones(len(values), dtype=bool)
     for i, value in enumerate(values):
-        kind = type(value)
-        if value is None:
-            out.append(None)
-        elif kind is int and 0 <= value < 2**63:
-            out.append(value)
-        elif kind is float and value.is_integer() and 0 <= value < 2**63:
-            out.append(int(value))
-        elif kind is str and value.isascii() and value.isdigit() and len(value) < 19:
-            out.append(int(value))
-        else:
-            out.append(None)
+        converted = None if value is None else convert(value)
+        if converted is _DEFER:
+            converted = None
             fine[i] = False
+        out.append(converted)
     return out, fine
 
 
-def _durations(values: list[Any]) -> tuple[list[float | None], np.ndarray]:
-    out: list[float | None] = []
-    fine = np.ones(len(values), dtype=bool)
-    for i, value in enumerate(values):
-        kind = type(value)
-        if value is None:
-            out.append(None)
-        elif (kind is int and 0 <= value < 2**63) or (kind is float and 0 <= value and math.isfinite(value)):
-            out.append(float(value))
-        elif kind is str and _PLAIN_DECIMAL.fullmatch(value) and math.isfinite(float(value)):
-            out.append(float(value))
-        else:
-            out.append(None)
-            fine[i] = False
-    return out, fine
+def _count(value: Any) -> Any:
+    kind = type(value)
+    if kind is int and 0 <= value < 2**63:
+        return value
+    if kind is float and value.is_integer() and 0 <= value < 2**63:
+        return int(value)
+    if kind is str and value.isascii() and value.isdigit() and len(value) < 19:
+        return int(value)
+    return _DEFER
 
 
-def _flags(values: list[Any]) -> tuple[list[bool | None], np.ndarray]:
-    out: list[bool | None] = []
-    fine = np.ones(len(values), dtype=bool)
-    for i, value in enumerate(values):
-        if value is None or type(value) is bool:
-            out.append(value)
-        elif type(value) is str and value.lower() in _BOOL_TEXT:
-            out.append(_BOOL_TEXT[value.lower()])
-        else:
-            out.append(None)
-            fine[i] = False
-    return out, fine
+def _duration(value: Any) -> Any:
+    kind = type(value)
+    if (kind is int and 0 <= value < 2**63) or (kind is float and 0 <= value and math.isfinite(value)):
+        return float(value)
+    if kind is str and _PLAIN_DECIMAL.fullmatch(value) and math.isfinite(float(value)):
+        return float(value)
+    return _DEFER
+
+
+def _flag(value: Any) -> Any:
+    if type(value) is bool:
+        return value
+    if type(value) is str:
+        return _BOOL_TEXT.get(value.lower(), _DEFER)
+    return _DEFER
 
 
 def _timestamps(values: list[Any], default_tz_is_utc: bool) -> tuple[pa.Array, np.ndarray]:

@@ -11,7 +11,6 @@ lose one.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import uuid
 from collections.abc import Iterable, Sequence
@@ -23,13 +22,13 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.commit import Journal, RunError, StagedRun, recover
-from pipelines.run import RunOptions, RunResult, format_summary, parse_args, pipeline_options_from, resolve_inputs, run
+from pipelines.commit import Journal, StagedRun, recover
+from pipelines.run import RunOptions, RunResult, pipeline_options_from, resolve_inputs, run
 from schemas.tables import TASK_COMPLETED, THROUGHPUT_DAILY, TableSpec
 from transforms.counts import WriteCounts
 from transforms.files import list_files, read_json, read_parquet, write_parquet
 
-__all__ = ["backfill", "compact", "backfill_main", "compact_main", "plan_chunks"]
+__all__ = ["backfill", "compact", "plan_chunks"]
 
 _SORT = {
     TASK_COMPLETED.name: [("task_completed_at", "ascending"), ("source_file", "ascending"), ("source_line", "ascending")],
@@ -102,36 +101,3 @@ def _compact_partition(item: tuple[str, str, list[str]], output: str, staging: S
     target = FileSystems.join(staging.root, relative, f"part-{staging.run_id}.parquet")
     write_parquet(rows, target)
     return {"staged_files": [target], "retired_files": list(files), "rows": rows.num_rows}
-
-
-def backfill_main(argv: Sequence[str]) -> int:
-    """``throughput backfill``: the options of ``run`` plus ``--chunk-bytes``."""
-    chunker = argparse.ArgumentParser(add_help=False)
-    chunker.add_argument("--chunk-bytes", type=int, default=256 << 20)
-    chunking, rest = chunker.parse_known_args(argv)
-    options, beam_args = parse_args(rest, prog="throughput backfill")
-    try:
-        results = backfill(options, beam_args, chunking.chunk_bytes)
-    except RunError as exc:
-        print(f"throughput: backfill stopped: {exc}\n(run the same command again to resume)", file=sys.stderr)
-        return 1
-    for result in results:
-        print(format_summary(result))
-    return 0
-
-
-def compact_main(argv: Sequence[str]) -> int:
-    """``throughput compact --output DIR [--table NAME]``."""
-    parser = argparse.ArgumentParser(prog="throughput compact")
-    parser.add_argument("--output", required=True, metavar="DIR")
-    parser.add_argument("--table", choices=("task_completed", "throughput_daily", "all"), default="all")
-    known, beam_args = parser.parse_known_args(argv)
-    tables = [t for t in (TASK_COMPLETED, THROUGHPUT_DAILY) if known.table in ("all", t.name)]
-    try:
-        manifest = compact(known.output, tables, beam_args)
-    except RunError as exc:
-        print(f"throughput: compaction failed: {exc}", file=sys.stderr)
-        return 1
-    print(f"compaction {manifest['run_id']}: {manifest['partitions_compacted']} partition(s), "
-          f"{manifest['files_retired']} file(s) merged, {manifest['rows']} rows unchanged")
-    return 0

@@ -9,7 +9,6 @@ every other flag goes to Beam's ``PipelineOptions`` untouched.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import uuid
@@ -26,13 +25,15 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 from pipelines.commit import Journal, Ledger, LedgerEntry, RunError, StagedRun, file_checksum, recover
 from schemas.config import ConfigError, WorkstreamConfig, load_config
 from transforms.counts import WriteCounts
-from transforms.dedupe import CHANGES, DUPLICATE_POLICIES, DedupeByKey
+from transforms.dedupe import CHANGES, DedupeByKey
 from transforms.files import read_json, write_json
 from transforms.read import InputFile, ReadTaskFiles, detect_format
 from transforms.validate import COUNTS, REJECTED, DeriveDurations, ValidateRecords
 from transforms.write import WriteRejects, WriteTables
 
-__all__ = ["DEFAULT_RUNNER", "RunOptions", "RunResult", "build_pipeline", "main", "parse_args", "run"]
+__all__ = [
+    "DEFAULT_RUNNER", "Plan", "RunOptions", "RunResult", "build_pipeline", "pipeline_options_from", "resolve_inputs", "run",
+]
 
 # SPEC 8: DirectRunner would first try Prism, which downloads a binary at run time. The
 # in-process FnApiRunner needs no network and is what DirectRunner falls back to offline.
@@ -242,69 +243,7 @@ def _manifest(run_id: str, options: RunOptions, plan: Plan, counts: dict[str, An
     }
 
 
-def parse_args(argv: Sequence[str] | None = None, prog: str = "throughput run") -> tuple[RunOptions, list[str]]:
-    """Our typed flags, and the rest for Beam's PipelineOptions."""
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    parser.add_argument("--input", dest="inputs", action="append", required=True, metavar="PATTERN",
-                        help="input file or glob (local, gs://, s3://); repeatable")
-    parser.add_argument("--output", required=True, metavar="DIR", help="output directory of the tables")
-    parser.add_argument("--workstreams", required=True, metavar="FILE", help="workstream configuration (JSON or YAML)")
-    parser.add_argument("--workstream-id", metavar="ID", help="workstream of records that name none (SPEC 2.3)")
-    parser.add_argument("--format", dest="file_format", choices=("auto", "jsonl", "csv"), default="auto")
-    parser.add_argument("--timezone", default="UTC", metavar="TZ", help="zone of datetimes without an offset")
-    parser.add_argument("--duplicates", choices=DUPLICATE_POLICIES, default="per-record")
-    parser.add_argument("--run-id", metavar="ID")
-    parser.add_argument("--max-reject-rate", type=_fraction, metavar="FRACTION",
-                        help="fail the run when rejected/read is above this")
-    parser.add_argument("--max-record-bytes", type=int, default=1 << 20, metavar="N")
-    parser.add_argument("--reprocess", action="store_true",
-                        help="ingest files again even if the ledger has them; their earlier rows are replaced")
-    parser.add_argument("--chunk-records", type=int, default=20_000, metavar="N",
-                        help="records per batch between stages")
-    known, beam_args = parser.parse_known_args(argv)
-    return RunOptions(**{**vars(known), "inputs": tuple(known.inputs)}), beam_args
+if __name__ == "__main__":  # python -m pipelines.run: the same as `throughput run`
+    from pipelines.cli import run_main
 
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
-
-
-def format_summary(result: RunResult) -> str:
-    """The few lines an operator reads at the end of a run."""
-    counts = result.manifest["counts"]
-    tables = result.manifest["tables"]
-    lines = [
-        f"run {result.run_id}: committed",
-        f"  read {counts['read']}  written {counts['written']}  rejected {counts['rejected']}  "
-        f"superseded {counts['superseded']}  ignored duplicates {counts['ignored_duplicates']}  "
-        f"(blank lines {counts['blank_lines']})",
-        f"  replaced rows of earlier runs {counts['replaced_existing']}",
-    ]
-    if result.manifest["skipped_inputs"]:
-        lines.append(f"  skipped {len(result.manifest['skipped_inputs'])} file(s) already ingested unchanged "
-                     "(--reprocess to ingest them again)")
-    if counts["rejected_by_code"]:
-        lines.append("  rejects: " + ", ".join(f"{code} {n}" for code, n in counts["rejected_by_code"].items()))
-    lines.append("  tables: " + ", ".join(f"{name} {t['rows']} rows" for name, t in tables.items()))
-    lines.append(f"  output: {result.manifest['options']['output']}  manifest: {result.manifest_path}")
-    return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point: exit 0 when the run committed, 1 when the run failed."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    options, beam_args = parse_args(argv)
-    try:
-        result = run(options, beam_args)
-    except RunError as exc:
-        print(f"throughput: run failed: {exc}", file=sys.stderr)
-        return 1
-    print(format_summary(result))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main())

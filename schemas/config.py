@@ -38,6 +38,8 @@ class Workstream(_Strict):
     id: str = Field(min_length=1)
     name: str | None = None
     use_cases: tuple[UseCase, ...] = ()
+    api_key_sha256: tuple[str, ...] = Field(
+        (), description="SHA-256 hex digests of the API keys that may post to this workstream (throughput serve)")
 
     @model_validator(mode="after")
     def _unique_use_cases(self) -> Workstream:

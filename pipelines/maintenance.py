@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
@@ -23,7 +23,7 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.commit import Journal, StagedRun, recover
-from pipelines.run import RunOptions, RunResult, pipeline_options_from, resolve_inputs, run
+from pipelines.run import Progress, RunOptions, RunResult, _quiet, pipeline_options_from, resolve_inputs, run
 from schemas.tables import TASK_COMPLETED, THROUGHPUT_DAILY, TableSpec
 from transforms.counts import WriteCounts
 from transforms.files import list_files, read_json, read_parquet, write_parquet
@@ -52,15 +52,25 @@ def plan_chunks(sizes: Sequence[tuple[str, int]], chunk_bytes: int) -> list[list
     return chunks
 
 
-def backfill(options: RunOptions, beam_args: Sequence[str] = (), chunk_bytes: int = 256 << 20) -> list[RunResult]:
-    """Ingest many files as a sequence of committed runs of about ``chunk_bytes`` each."""
+def backfill(options: RunOptions, beam_args: Sequence[str] = (), chunk_bytes: int = 256 << 20,
+             progress: Progress = _quiet,
+             on_chunk: Callable[[int, int, RunResult], None] | None = None) -> list[RunResult]:
+    """Ingest many files as a sequence of committed runs of about ``chunk_bytes`` each.
+
+    ``progress`` hears "chunk i/n" before each chunk and then the chunk's own steps;
+    ``on_chunk(i, n, result)`` is called as each chunk commits.
+    """
     files = resolve_inputs(options.inputs, options.file_format)
     sizes = [(f.path, FileSystems.match([f.path])[0].metadata_list[0].size_in_bytes) for f in files]
     base = options.run_id or f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
     results = []
-    for number, chunk in enumerate(plan_chunks(sizes, chunk_bytes), start=1):
+    chunks = plan_chunks(sizes, chunk_bytes)
+    for number, chunk in enumerate(chunks, start=1):
+        progress(f"chunk {number}/{len(chunks)}")
         chunk_options = replace(options, inputs=tuple(chunk), run_id=f"{base}-chunk{number:04d}")
-        results.append(run(chunk_options, beam_args))
+        results.append(run(chunk_options, beam_args, progress))
+        if on_chunk is not None:
+            on_chunk(number, len(chunks), results[-1])
     return results
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -67,6 +67,11 @@ class RunResult:
     manifest_path: str
     manifest: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def failed_inputs(self) -> list[dict[str, str]]:
+        """Files the run went on without (SPEC 10): ``{"path", "reason"}`` each; exit status 3."""
+        return list(self.manifest.get("failed_inputs", []))
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -103,7 +108,14 @@ def build_pipeline(pipeline: beam.Pipeline, plan: Plan, config: WorkstreamConfig
     )
 
 
-def run(options: RunOptions, beam_args: Sequence[str] = ()) -> RunResult:
+Progress = Callable[[str], None]  # told each step of a run as it starts ("planning", "pipeline", "committing")
+
+
+def _quiet(step: str) -> None:
+    """The default ``Progress``: says nothing."""
+
+
+def run(options: RunOptions, beam_args: Sequence[str] = (), progress: Progress = _quiet) -> RunResult:
     """Run the pipeline and commit its output; raises ``RunError`` for what is wrong with the run."""
     started = datetime.now(timezone.utc)
     try:
@@ -118,12 +130,14 @@ def run(options: RunOptions, beam_args: Sequence[str] = ()) -> RunResult:
             _LOG.warning("%s", action)
     except Exception as exc:
         raise RunError(f"cannot recover the interrupted commit in {options.output}: {exc}") from exc
+    progress("planning")
     ledger = Ledger.load(options.output)
     plan = _plan(files, ledger, options.reprocess)
     staging = StagedRun.begin(options.output, run_id)
     pipeline_options = pipeline_options_from(beam_args)
     counts: dict[str, Any] = {}
     if plan.files:
+        progress("pipeline")
         try:
             with beam.Pipeline(options=pipeline_options) as pipeline:
                 build_pipeline(pipeline, plan, config, options, staging)
@@ -139,6 +153,7 @@ def run(options: RunOptions, beam_args: Sequence[str] = ()) -> RunResult:
             f"reject rate {rate:.4f} ({manifest['counts']['rejected']} of {manifest['counts']['read']}) "
             f"is above --max-reject-rate {options.max_reject_rate}; nothing was committed"
         )
+    progress("committing")
     journal = Journal.of_staged(staging, counts, manifest)
     if plan.files:
         partitions = counts.get("file_partitions", {})
@@ -231,6 +246,7 @@ def _manifest(run_id: str, options: RunOptions, plan: Plan, counts: dict[str, An
         "finished_at": datetime.now(timezone.utc).isoformat(),
         "inputs": [{"path": f.path, "format": detect_format(f.path, options.file_format),
                     "sha256": plan.checksums[f.path], "reprocessed": f.path in plan.reprocessed} for f in plan.files],
+        "failed_inputs": [],
         "skipped_inputs": [{"path": p, "sha256": plan.checksums[p], "reason": "already ingested, unchanged"}
                            for p in plan.skipped],
         "options": {**asdict(options), "inputs": list(options.inputs),

@@ -11,7 +11,8 @@ lose one.
 
 from __future__ import annotations
 
-import sys
+import logging
+import posixpath
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
@@ -23,13 +24,17 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.commit import Journal, StagedRun, recover
-from pipelines.run import Progress, RunOptions, RunResult, _quiet, pipeline_options_from, resolve_inputs, run
+from pipelines.errors import RunError
+from pipelines.lock import hold_output
+from pipelines.run import Progress, RunOptions, RunResult, pipeline_options_from, quiet, resolve_inputs, run
 from schemas.tables import TASK_COMPLETED, THROUGHPUT_DAILY, TableSpec
 from transforms.counts import WriteCounts
-from transforms.files import list_files, read_json, read_parquet, write_parquet
+from transforms.files import exists, list_files, read_json, read_parquet, write_json, write_parquet
+from transforms.layout import LAYOUT_VERSION, LayoutError, OutputLayout, unescape_partition_value
 
 __all__ = ["backfill", "compact", "plan_chunks"]
 
+_LOG = logging.getLogger("throughput")
 _SORT = {
     TASK_COMPLETED.name: [("task_completed_at", "ascending"), ("source_file", "ascending"), ("source_line", "ascending")],
     THROUGHPUT_DAILY.name: [("use_case_id", "ascending"), ("task_definition_id", "ascending"), ("worker_id", "ascending")],
@@ -53,7 +58,7 @@ def plan_chunks(sizes: Sequence[tuple[str, int]], chunk_bytes: int) -> list[list
 
 
 def backfill(options: RunOptions, beam_args: Sequence[str] = (), chunk_bytes: int = 256 << 20,
-             progress: Progress = _quiet,
+             progress: Progress = quiet,
              on_chunk: Callable[[int, int, RunResult], None] | None = None) -> list[RunResult]:
     """Ingest many files as a sequence of committed runs of about ``chunk_bytes`` each.
 
@@ -76,38 +81,68 @@ def backfill(options: RunOptions, beam_args: Sequence[str] = (), chunk_bytes: in
 
 def compact(output: str, tables: Iterable[TableSpec] = (TASK_COMPLETED, THROUGHPUT_DAILY),
             beam_args: Sequence[str] = ()) -> dict[str, Any]:
-    """Rewrite every partition with more than one file into one file; commits like a run."""
-    for action in recover(output):
-        print(action, file=sys.stderr)
+    """Rewrite every partition with more than one file into one file; commits like a run.
+
+    It also migrates an output whose partition folders were named the old way (every
+    non-ASCII byte URL-quoted) to the names Hive and Spark write.
+    """
+    try:
+        layout = OutputLayout.at(output)
+    except LayoutError as exc:
+        raise RunError(str(exc)) from None
     run_id = f"compact-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
-    work = []
-    for table in tables:
-        by_partition: dict[str, list[str]] = {}
-        for path in list_files(FileSystems.join(output, table.name, "**.parquet")):
-            by_partition.setdefault(FileSystems.split(path)[0], []).append(path)
-        work += [(table.name, folder, files) for folder, files in sorted(by_partition.items()) if len(files) > 1]
-    staging = StagedRun.begin(output, run_id)
-    counts: dict[str, Any] = {}
-    if work:
-        with beam.Pipeline(options=pipeline_options_from(beam_args)) as pipeline:
-            (
-                pipeline
-                | "Partitions" >> beam.Create(work)
-                | "CompactPartition" >> beam.Map(_compact_partition, output=output, staging=staging)
-                | "WriteCounts" >> WriteCounts(staging.counts_path)
-            )
-        counts = read_json(staging.counts_path)
-    manifest = {"run_id": run_id, "status": "committed", "kind": "compaction",
-                "partitions_compacted": len(work), "files_retired": len(counts.get("retired_files", [])),
-                "rows": counts.get("rows", 0)}
-    Journal.of_staged(staging, counts, manifest).commit()
+    with hold_output(layout, run_id):
+        for action in recover(layout):
+            _LOG.warning("%s", action)
+        work, renames = _compaction_work(layout, tables)
+        staging = StagedRun.begin(layout, run_id)
+        counts: dict[str, Any] = {}
+        if work:
+            with beam.Pipeline(options=pipeline_options_from(beam_args)) as pipeline:
+                (
+                    pipeline
+                    | "Partitions" >> beam.Create(work)
+                    | "CompactPartition" >> beam.Map(_compact_partition, staging=staging)
+                    | "WriteCounts" >> WriteCounts(staging.counts_path)
+                )
+            counts = read_json(staging.counts_path)
+        manifest = {"run_id": run_id, "status": "committed", "kind": "compaction",
+                    "partitions_compacted": len(work), "partition_folders_renamed": len({dst for _, dst in renames}),
+                    "files_retired": len(counts.get("retired_files", [])), "rows": counts.get("rows", 0)}
+        journal = Journal.of_staged(staging, counts.get("staged_files", []), counts.get("retired_files", []), manifest)
+        journal.moves += renames
+        if not exists(layout.layout_file()):
+            marker = staging.area.join("_layout.json")
+            write_json(marker, {"version": LAYOUT_VERSION, "partition_values": "escaped as Hive and Spark do"})
+            journal.moves.append((marker, layout.layout_file()))
+        journal.commit()
     return manifest
 
 
-def _compact_partition(item: tuple[str, str, list[str]], output: str, staging: StagedRun) -> dict[str, Any]:
-    table_name, folder, files = item
+def _compaction_work(layout: OutputLayout, tables: Iterable[TableSpec]
+                     ) -> tuple[list[tuple[str, tuple[str, ...], list[str]]], list[tuple[str, str]]]:
+    """Partitions to merge (table, values, files), and single files to move to their partition's new name."""
+    work: list[tuple[str, tuple[str, ...], list[str]]] = []
+    renames: list[tuple[str, str]] = []
+    for table in tables:
+        by_partition: dict[tuple[str, ...], list[str]] = {}
+        for path in list_files(layout.table_files(table)):
+            segments = layout.relative(posixpath.dirname(path)).split("/")[1:]
+            values = tuple(unescape_partition_value(s.split("=", 1)[1]) for s in segments)
+            by_partition.setdefault(values, []).append(path)
+        for values, paths in sorted(by_partition.items()):
+            folder = layout.partition(table, values)
+            if len(paths) > 1:
+                work.append((table.name, values, paths))
+            elif posixpath.dirname(paths[0]) != folder:
+                renames.append((paths[0], FileSystems.join(folder, posixpath.basename(paths[0]))))
+    return work, renames
+
+
+def _compact_partition(item: tuple[str, tuple[str, ...], list[str]], staging: StagedRun) -> dict[str, Any]:
+    table_name, values, files = item
+    table = TASK_COMPLETED if table_name == TASK_COMPLETED.name else THROUGHPUT_DAILY
     rows = pa.concat_tables([read_parquet(path) for path in files]).sort_by(_SORT[table_name])
-    relative = folder[len(output.rstrip("/")) + 1:]
-    target = FileSystems.join(staging.root, relative, f"part-{staging.run_id}.parquet")
+    target = staging.area.part_file(table, values, staging.run_id)
     write_parquet(rows, target)
     return {"staged_files": [target], "retired_files": list(files), "rows": rows.num_rows}

@@ -10,6 +10,8 @@ every other flag goes to Beam's ``PipelineOptions`` untouched.
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import sys
 import uuid
 from collections.abc import Callable, Sequence
@@ -22,11 +24,15 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from pipelines.commit import Journal, Ledger, LedgerEntry, RunError, StagedRun, file_checksum, recover
+from pipelines.commit import Journal, Ledger, LedgerEntry, StagedRun, file_checksum, recover
+from pipelines.errors import DamagedOutput, RunError
+from pipelines.lock import hold_output
 from schemas.config import ConfigError, WorkstreamConfig, load_config
 from transforms.counts import WriteCounts
 from transforms.dedupe import CHANGES, DedupeByKey
-from transforms.files import read_json, write_json
+from transforms.files import DamagedFile, list_files, read_json, write_json
+from transforms.files import exists as files_exist
+from transforms.layout import LAYOUT_VERSION, LayoutError, OutputLayout, check_run_id, is_local
 from transforms.read import InputFile, ReadTaskFiles, detect_format
 from transforms.validate import COUNTS, REJECTED, DeriveDurations, ValidateRecords
 from transforms.write import WriteRejects, WriteTables
@@ -78,10 +84,19 @@ class Plan:
     """What a run will ingest, decided before the pipeline starts (from the ledger)."""
 
     files: tuple[InputFile, ...]
-    skipped: tuple[str, ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()  # (path, why)
+    failed: tuple[tuple[str, str], ...] = ()  # (path, why): SPEC 10's failed inputs
     reprocessed: tuple[str, ...] = ()
     checksums: dict[str, str] = field(default_factory=dict)
     removals: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+
+    def without(self, failed: dict[str, str]) -> Plan:
+        """The same plan less the files that failed while the pipeline read them."""
+        files = tuple(InputFile(f.index, f.path) for f in self.files if f.path not in failed)
+        removals = {key: [p for p in paths if p not in failed] for key, paths in self.removals.items()}
+        return Plan(files, self.skipped, self.failed + tuple(sorted(failed.items())),
+                    tuple(p for p in self.reprocessed if p not in failed), self.checksums,
+                    {key: paths for key, paths in removals.items() if paths})
 
 
 def build_pipeline(pipeline: beam.Pipeline, plan: Plan, config: WorkstreamConfig,
@@ -96,11 +111,11 @@ def build_pipeline(pipeline: beam.Pipeline, plan: Plan, config: WorkstreamConfig
     validated = chunks | "ValidateRecords" >> ValidateRecords(config, options.timezone, options.workstream_id)
     accepted = validated.accepted | "DeriveDurations" >> DeriveDurations()
     deduped = accepted | "DedupeByKey" >> DedupeByKey(
-        options.duplicates, output=options.output, staging_root=staging.root, run_id=staging.run_id,
+        options.duplicates, output=staging.layout, staging=staging.area, run_id=staging.run_id,
         reprocessed=plan.reprocessed)
     written = {"rows": accepted, "changes": deduped[CHANGES]} | "WriteTables" >> WriteTables(
-        staging.root, staging.run_id, output=options.output, reprocess=plan.removals)
-    rejected = validated[REJECTED] | "WriteRejects" >> WriteRejects(staging.root, staging.run_id)
+        staging.area, staging.run_id, output=staging.layout, reprocess=plan.removals)
+    rejected = validated[REJECTED] | "WriteRejects" >> WriteRejects(staging.area, staging.run_id)
     (
         (validated[COUNTS], deduped[COUNTS], written, rejected)
         | "AllCounts" >> beam.Flatten()
@@ -111,83 +126,259 @@ def build_pipeline(pipeline: beam.Pipeline, plan: Plan, config: WorkstreamConfig
 Progress = Callable[[str], None]  # told each step of a run as it starts ("planning", "pipeline", "committing")
 
 
-def _quiet(step: str) -> None:
+def quiet(step: str) -> None:
     """The default ``Progress``: says nothing."""
 
 
-def run(options: RunOptions, beam_args: Sequence[str] = (), progress: Progress = _quiet) -> RunResult:
-    """Run the pipeline and commit its output; raises ``RunError`` for what is wrong with the run."""
+def run(options: RunOptions, beam_args: Sequence[str] = (), progress: Progress = quiet) -> RunResult:
+    """Run the pipeline and commit its output; raises ``RunError`` for what is wrong with the run.
+
+    The five steps: check the options, take the output (one writer), plan against the ledger,
+    run the pipeline into staging, commit through the journal.
+    """
     started = datetime.now(timezone.utc)
+    layout, config, run_id = _checked(options, started)
+    files = resolve_inputs(options.inputs, options.file_format, layout)
+    with hold_output(layout, run_id):
+        _recover(layout)
+        progress("planning")
+        ledger = _load_ledger(layout)
+        _check_layout_version(layout)
+        plan = plan_run(files, ledger, options.reprocess)
+        pipeline_options = pipeline_options_from(beam_args)
+        staging, plan, counts = _run_pipeline(plan, config, options, layout, run_id, pipeline_options, progress)
+        manifest = _manifest(run_id, options, layout, plan, counts, started, pipeline_options)
+        _check_reject_rate(options, manifest, staging)
+        progress("committing")
+        return RunResult(run_id, _commit(staging, ledger, plan, counts, manifest), manifest)
+
+
+def _checked(options: RunOptions, started: datetime) -> tuple[OutputLayout, WorkstreamConfig, str]:
+    """What is wrong with the options themselves, before anything is touched."""
+    try:
+        layout = OutputLayout.at(options.output)
+        run_id = check_run_id(options.run_id) if options.run_id else f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    except LayoutError as exc:
+        raise RunError(str(exc)) from None
     try:
         config = load_config(options.workstreams)
     except ConfigError as exc:
-        raise RunError(str(exc)) from exc
+        raise RunError(str(exc)) from None
     _check_timezone(options.timezone)
-    files = resolve_inputs(options.inputs, options.file_format)
-    run_id = options.run_id or f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    return layout, config, run_id
+
+
+def _recover(layout: OutputLayout) -> None:
     try:
-        for action in recover(options.output):
-            _LOG.warning("%s", action)
+        actions = recover(layout)
+    except RunError:
+        raise
     except Exception as exc:
-        raise RunError(f"cannot recover the interrupted commit in {options.output}: {exc}") from exc
-    progress("planning")
-    ledger = Ledger.load(options.output)
-    plan = _plan(files, ledger, options.reprocess)
-    staging = StagedRun.begin(options.output, run_id)
-    pipeline_options = pipeline_options_from(beam_args)
-    counts: dict[str, Any] = {}
-    if plan.files:
+        raise DamagedOutput(f"cannot recover the interrupted commit in {layout.root}: {exc}") from exc
+    for action in actions:
+        _LOG.warning("%s", action)
+
+
+def _load_ledger(layout: OutputLayout) -> Ledger:
+    try:
+        return Ledger.load(layout)
+    except DamagedFile as exc:
+        raise DamagedOutput(str(exc)) from None
+    except OSError as exc:
+        raise RunError(f"cannot read the ledger of {layout.root}: {exc}") from exc
+
+
+def _check_layout_version(layout: OutputLayout) -> None:
+    """An output whose partition folders are named the old way must be migrated first."""
+    if files_exist(layout.layout_file()):
+        return
+    stale = layout.legacy_partition_folders()
+    if stale:
+        raise RunError(f"{layout.root} names {len(stale)} partition folder(s) the old way (e.g. {stale[0]}); "
+                       f"run `throughput compact --output {layout.root}` once to rename them as Hive and Spark do")
+
+
+def _run_pipeline(plan: Plan, config: WorkstreamConfig, options: RunOptions, layout: OutputLayout, run_id: str,
+                  pipeline_options: PipelineOptions, progress: Progress) -> tuple[StagedRun, Plan, dict[str, Any]]:
+    """Run the pipeline into staging. A file that fails while it is read is left out and the
+    pipeline runs again without it (SPEC 10: never commit part of a file)."""
+    while True:
+        staging = StagedRun.begin(layout, run_id)
+        if not plan.files:
+            return staging, plan, {}
         progress("pipeline")
         try:
             with beam.Pipeline(options=pipeline_options) as pipeline:
                 build_pipeline(pipeline, plan, config, options, staging)
-            counts = read_json(staging.counts_path)
+            return staging, plan, read_json(staging.counts_path)
         except Exception as exc:
             staging.abort()
-            raise RunError(f"the pipeline failed, nothing was committed: {exc}") from exc
-    manifest = _manifest(run_id, options, plan, counts, started, pipeline_options)
-    rate = manifest["counts"]["rejected"] / manifest["counts"]["read"] if manifest["counts"]["read"] else 0.0
+            failed = _unreadable(plan)
+            if not failed:
+                raise RunError(f"the pipeline failed, nothing was committed: {_one_line(exc)}") from exc
+            for path, why in failed.items():
+                _LOG.warning("left out %s: %s", path, why)
+            plan = plan.without(failed)
+
+
+def _unreadable(plan: Plan) -> dict[str, str]:
+    """The planned files that cannot be read whole now, or whose bytes changed since planning."""
+    failed = {}
+    for source in plan.files:
+        why = _input_problem(source.path)
+        if why is None:
+            try:
+                if file_checksum(source.path) != plan.checksums[source.path]:
+                    why = "it changed while the run read it; the next run takes it"
+            except OSError as exc:
+                why = f"it cannot be read: {exc}"
+        if why is not None:
+            failed[source.path] = why
+    return failed
+
+
+def _one_line(exc: BaseException) -> str:
+    """The last line of an error that names what went wrong (Beam wraps errors in long texts)."""
+    text = str(exc).strip()
+    for line in reversed(text.splitlines()):
+        if "is damaged" in line or "refusing to touch" in line:
+            return line.strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def _check_reject_rate(options: RunOptions, manifest: dict[str, Any], staging: StagedRun) -> None:
+    counts = manifest["counts"]
+    rate = counts["rejected"] / counts["read"] if counts["read"] else 0.0
     if options.max_reject_rate is not None and rate > options.max_reject_rate:
         staging.abort()
         raise RunError(
-            f"reject rate {rate:.4f} ({manifest['counts']['rejected']} of {manifest['counts']['read']}) "
+            f"reject rate {rate:.4f} ({counts['rejected']} of {counts['read']}) "
             f"is above --max-reject-rate {options.max_reject_rate}; nothing was committed"
         )
-    progress("committing")
-    journal = Journal.of_staged(staging, counts, manifest)
+
+
+def _commit(staging: StagedRun, ledger: Ledger, plan: Plan, counts: dict[str, Any], manifest: dict[str, Any]) -> str:
+    """The journal of the staged files, the next ledger and the layout marker; written, then applied."""
+    layout = staging.layout
+    staged = list(counts.get("staged_files", []))
+    retired = list(counts.get("retired_files", []))
     if plan.files:
         partitions = counts.get("file_partitions", {})
-        entries = [LedgerEntry(f.path, plan.checksums[f.path], run_id,
-                               tuple(sorted({tuple(p) for p in partitions.get(f.path, [])}))) for f in plan.files]
-        staged_ledger = FileSystems.join(staging.root, "_ledger", "ledger.json")
-        write_json(staged_ledger, ledger.updated(entries))
+        entries = [LedgerEntry(f.path, plan.checksums[f.path], staging.run_id,
+                               tuple(sorted({(str(w), str(d)) for w, d in partitions.get(f.path, [])})))
+                   for f in plan.files]
+        index_now = ledger.index_files if ledger.index_files is not None else list_files(layout.index_files())
+        index_after = [p for p in index_now if p not in set(retired)]
+        index_after += [staging.final_path(p) for p in staged if staging.area.contains(p)
+                        and staging.area.relative(p).startswith("_index/")]
+        staged_ledger = staging.area.join("_ledger", "ledger.json")
+        write_json(staged_ledger, ledger.updated(entries, index_after))
+        journal = Journal.of_staged(staging, staged, retired + ledger.files, manifest)
         journal.moves.append((staged_ledger, ledger.next_path()))
-        journal.deletes += ledger.files
-    return RunResult(run_id, journal.commit(), manifest)
+    else:
+        journal = Journal.of_staged(staging, staged, retired, manifest)
+    if not files_exist(layout.layout_file()):
+        marker = staging.area.join("_layout.json")
+        write_json(marker, {"version": LAYOUT_VERSION, "partition_values": "escaped as Hive and Spark do"})
+        journal.moves.append((marker, layout.layout_file()))
+    try:
+        return journal.commit()
+    except (LayoutError, DamagedOutput) as exc:
+        raise RunError(str(exc)) from None
+    except Exception as exc:  # a full disk, a refused rename: the next run finishes or rolls back
+        raise RunError(f"the commit of run {staging.run_id} failed: {_one_line(exc)}; the next run on "
+                       f"{layout.root} finishes it or rolls it back") from exc
 
 
-def _plan(files: Sequence[InputFile], ledger: Ledger, reprocess: bool) -> Plan:
-    """Skip files already ingested unchanged; a changed or forced file replaces its earlier rows."""
-    checksums = {f.path: file_checksum(f.path) for f in files}
-    todo = [f for f in files if reprocess or not ledger.ingested(f.path, checksums[f.path])]
-    skipped = tuple(f.path for f in files if f not in todo)
+def plan_run(files: Sequence[InputFile], ledger: Ledger, reprocess: bool) -> Plan:
+    """Per file: ingest, skip (unchanged, or the same bytes under another name), or leave out (unreadable)."""
+    checksums: dict[str, str] = {}
+    todo: list[InputFile] = []
+    skipped: list[tuple[str, str]] = []
+    failed: list[tuple[str, str]] = []
+    taken: dict[str, str] = {}  # checksum -> path, within this run
+    for source in files:
+        path = source.path
+        why = _input_problem(path)
+        if why is None:
+            try:
+                checksums[path] = file_checksum(path)
+            except OSError as exc:
+                why = f"it cannot be read: {exc}"
+        if why is not None:
+            failed.append((path, why))
+            continue
+        digest = checksums[path]
+        entry = ledger.entries.get(path)
+        twin = ledger.same_content(digest)
+        if not reprocess and entry is not None and entry.sha256 == digest:
+            skipped.append((path, "already ingested, unchanged"))
+        elif not reprocess and entry is None and twin is not None:
+            skipped.append((path, f"the same bytes as {twin.path}, ingested by run {twin.run_id}"))
+        elif digest in taken:
+            skipped.append((path, f"the same bytes as {taken[digest]}, in this run"))
+        elif entry is not None and not reprocess and _is_empty(path):
+            failed.append((path, f"it is empty now, but run {entry.run_id} ingested it; its earlier rows are kept "
+                                 "(pass --reprocess to replace them with nothing)"))
+        else:
+            taken[digest] = path
+            todo.append(source)
     reprocessed = tuple(f.path for f in todo if f.path in ledger.entries)
     removals: dict[tuple[str, str], list[str]] = {}
     for path in reprocessed:
         for partition in ledger.entries[path].partitions:
-            removals.setdefault(tuple(partition), []).append(path)  # type: ignore[arg-type]
-    return Plan(tuple(todo), skipped, reprocessed, checksums, removals)
+            removals.setdefault(partition, []).append(path)
+    return Plan(tuple(todo), tuple(skipped), tuple(failed), reprocessed, checksums, removals)
 
 
-def resolve_inputs(patterns: Sequence[str], file_format: str = "auto") -> list[InputFile]:
-    """Every file the patterns match, in SPEC 2.4's order (lexicographic path), numbered."""
+def _input_problem(path: str) -> str | None:
+    """Why a matched input cannot be read whole, before opening it (a FIFO would block for ever)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return "its name is not valid UTF-8; rename it"
+    if is_local(path):
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as exc:
+            return f"it cannot be read: {exc.strerror}"
+        if not stat.S_ISREG(mode):
+            return "it is not a regular file (a FIFO, a device or a socket)"
+        if not os.access(path, os.R_OK):
+            return "it cannot be read: permission denied"
+    elif not files_exist(path):
+        return "it vanished"
+    return None
+
+
+def _is_empty(path: str) -> bool:
+    if is_local(path):
+        return os.path.getsize(path) == 0
+    return FileSystems.match([path])[0].metadata_list[0].size_in_bytes == 0
+
+
+def resolve_inputs(patterns: Sequence[str], file_format: str = "auto",
+                   layout: OutputLayout | None = None) -> list[InputFile]:
+    """Every file the patterns match, once however it is spelled, in lexicographic path order, numbered.
+
+    Local paths are made canonical (absolute, symlinks resolved). The output's own files
+    (``_ledger``, ``_runs``, ``_index``, ``_staging``, ...) are never inputs.
+    """
     paths: set[str] = set()
     for pattern in patterns:
+        if not pattern.strip():
+            raise RunError("an --input pattern is empty")
         try:
             matched = FileSystems.match([pattern])[0].metadata_list
         except Exception as exc:  # a filesystem's own error for a bad pattern or path
-            raise RunError(f"cannot list input {pattern!r}: {exc}") from exc
-        paths.update(m.path for m in matched if m.size_in_bytes is not None)
+            raise RunError(f"cannot list input {pattern!r}: {_one_line(exc)}") from exc
+        for meta in matched:
+            if meta.size_in_bytes is None:
+                continue
+            path = os.path.realpath(os.path.abspath(meta.path)) if is_local(meta.path) else meta.path
+            if layout is None or not layout.is_own_file(path):
+                paths.add(path)
     if not paths:
         raise RunError(f"no input file matched {', '.join(patterns)}")
     ordered = sorted(paths)
@@ -223,7 +414,7 @@ def pipeline_options_from(beam_args: Sequence[str]) -> PipelineOptions:
     return options
 
 
-def _manifest(run_id: str, options: RunOptions, plan: Plan, counts: dict[str, Any],
+def _manifest(run_id: str, options: RunOptions, layout: OutputLayout, plan: Plan, counts: dict[str, Any],
               started: datetime, pipeline_options: PipelineOptions) -> dict[str, Any]:
     tables = counts.get("tables", {})
     summary = {
@@ -246,10 +437,9 @@ def _manifest(run_id: str, options: RunOptions, plan: Plan, counts: dict[str, An
         "finished_at": datetime.now(timezone.utc).isoformat(),
         "inputs": [{"path": f.path, "format": detect_format(f.path, options.file_format),
                     "sha256": plan.checksums[f.path], "reprocessed": f.path in plan.reprocessed} for f in plan.files],
-        "failed_inputs": [],
-        "skipped_inputs": [{"path": p, "sha256": plan.checksums[p], "reason": "already ingested, unchanged"}
-                           for p in plan.skipped],
-        "options": {**asdict(options), "inputs": list(options.inputs),
+        "failed_inputs": [{"path": p, "reason": why} for p, why in plan.failed],
+        "skipped_inputs": [{"path": p, "sha256": plan.checksums.get(p), "reason": why} for p, why in plan.skipped],
+        "options": {**asdict(options), "inputs": list(options.inputs), "output": layout.root,
                     "runner": pipeline_options.view_as(StandardOptions).runner},
         "counts": summary,
         "tables": {name: {"rows": 0, "files": 0, **tables.get(name, {})}

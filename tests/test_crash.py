@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 from pipelines.commit import recover
 from pipelines.run import RunOptions, run
 from tests.conftest import record, write_jsonl
+from transforms.layout import OutputLayout
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,7 +72,7 @@ def test_a_crash_at_any_commit_step_is_finished_or_rolled_back(tmp_path: Path, c
             pq.read_metadata(path)  # nothing torn: every file a reader can see is whole
         if step == 1:
             assert {k: v for k, v in _snapshot(out).items() if "_staging" not in k} == old
-        recover(str(out))
+        recover(OutputLayout.at(str(out)))
         if not (out / "_runs" / "r2.json").exists():  # rolled back: the run can simply be run again
             assert _snapshot(out) == old, f"step {step}"
             assert _run_in_subprocess([*args, "--output", str(out)], None) == 0

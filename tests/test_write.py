@@ -19,9 +19,10 @@ from schemas.config import WorkstreamConfig
 from schemas.tables import REJECTS, TASK_COMPLETED, THROUGHPUT_DAILY
 from tests.conftest import TD, TD2, UC, record
 from transforms.counts import SumCounts
+from transforms.layout import OutputLayout
 from transforms.read import RawChunk
 from transforms.validate import derive_durations, validate_chunk
-from transforms.write import WriteRejects, WriteTables, daily_throughput, partition_path
+from transforms.write import WriteRejects, WriteTables, daily_throughput
 
 RUN = "run-1"
 UTC = timezone.utc
@@ -94,8 +95,8 @@ def test_write_tables_and_rejects(config: WorkstreamConfig, tmp_path: Path) -> N
     }
 
     with BeamTestPipeline(runner="FnApiRunner") as pipeline:
-        written = pipeline | "Accepted" >> beam.Create([accepted_b, accepted_a]) | WriteTables(str(root), RUN)
-        rejected = pipeline | "Rejects" >> beam.Create([rejects_b, rejects_a]) | WriteRejects(str(root), RUN)
+        written = pipeline | "Accepted" >> beam.Create([accepted_b, accepted_a]) | WriteTables(OutputLayout(str(root)), RUN)
+        rejected = pipeline | "Rejects" >> beam.Create([rejects_b, rejects_a]) | WriteRejects(OutputLayout(str(root)), RUN)
         total = (written, rejected) | beam.Flatten() | beam.CombineGlobally(SumCounts()) | beam.Map(_sorted_staged)
         assert_that(total, equal_to([_sorted_staged(expected_counts)]))
 
@@ -197,18 +198,6 @@ def test_daily_throughput_alone() -> None:
     ]
 
 
-def test_partition_path_quotes_values_as_hive_does(tmp_path: Path) -> None:
-    path = partition_path("/out", TASK_COMPLETED, ["ws a/b=c", "2020-12-22"])
-    assert path == "/out/task_completed/workstream_id=ws%20a%2Fb%3Dc/completed_date=2020-12-22"
-    assert partition_path("/out", REJECTS, [RUN]) == f"/out/rejects/run_id={RUN}"
-    # pyarrow decodes it back to the value
-    folder = Path(partition_path(str(tmp_path), REJECTS, ["r 1/x"]))
-    folder.mkdir(parents=True)
-    pq.write_table(pa.table({"n": [1]}), folder / "part-00000.parquet")
-    table = ds.dataset(tmp_path / "rejects", format="parquet", partitioning="hive").to_table()
-    assert table.column("run_id").to_pylist() == ["r 1/x"]
-
-
 def test_rows_land_in_their_own_partition_whatever_the_order(config: WorkstreamConfig, tmp_path: Path) -> None:
     """Many partitions, rows in shuffled order, spilled in files of a few rows: none strays."""
     import random
@@ -222,7 +211,7 @@ def test_rows_land_in_their_own_partition_whatever_the_order(config: WorkstreamC
     batches = [_validated(config, rows[i:i + 20], i // 20, f"in/{i:03d}.jsonl")[0] for i in range(0, 120, 20)]
     root = tmp_path / "staging"
     with BeamTestPipeline(runner="FnApiRunner") as pipeline:
-        _ = pipeline | beam.Create(batches) | WriteTables(str(root), RUN, spill_rows=7)
+        _ = pipeline | beam.Create(batches) | WriteTables(OutputLayout(str(root)), RUN, spill_rows=7)
     found = duckdb.sql(f"select workstream_id, completed_date, worker_id, task_completed_at from "
                        f"read_parquet('{root}/task_completed/**/*.parquet', hive_partitioning=true)").fetchall()
     assert len(found) == 120

@@ -25,10 +25,20 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms.coders import register_arrow_coders
 from transforms.files import list_files, read_parquet, write_parquet
+from transforms.layout import OutputLayout
 
 register_arrow_coders()  # key tables cross the shuffle as Arrow IPC, not pickles
 
-__all__ = ["DUPLICATE_POLICIES", "INDEX_BUCKETS", "DedupeByKey", "bucket_of", "index_folder", "resolve_duplicates"]
+__all__ = [
+    "DUPLICATE_POLICIES",
+    "INDEX_BUCKETS",
+    "INDEX_SCHEMA",
+    "KEY_COLUMNS",
+    "DedupeByKey",
+    "bucket_of",
+    "dedupe_key",
+    "resolve_duplicates",
+]
 
 DUPLICATE_POLICIES = ("per-record", "replace", "keep-first")
 INDEX_BUCKETS = 32  # a property of the output folder's index: never change for an existing folder
@@ -54,19 +64,19 @@ class DedupeByKey(beam.PTransform):
     replaced. They travel to the partition writer, which applies them to the rows it already
     groups; so the rows cross one shuffle only, and nothing waits on a side input.
 
-    ``output``/``staging_root``/``run_id`` are None for a dedupe within the batches alone.
+    ``output``/``staging`` are None for a dedupe within the batches alone.
     ``reprocessed`` files' earlier rows are being removed by the run: their index entries go.
     """
 
-    def __init__(self, policy: str = "per-record", buckets: int = INDEX_BUCKETS, output: str | None = None,
-                 staging_root: str | None = None, run_id: str = "", reprocessed: Sequence[str] = ()) -> None:
+    def __init__(self, policy: str = "per-record", buckets: int = INDEX_BUCKETS, output: OutputLayout | None = None,
+                 staging: OutputLayout | None = None, run_id: str = "", reprocessed: Sequence[str] = ()) -> None:
         super().__init__()
         if policy not in DUPLICATE_POLICIES:
             raise ValueError(f"unknown duplicates policy {policy!r}; one of {', '.join(DUPLICATE_POLICIES)}")
         self._policy = policy
         self._buckets = buckets
         self._output = output
-        self._staging_root = staging_root
+        self._staging = staging
         self._run_id = run_id
         self._reprocessed = tuple(reprocessed)
 
@@ -81,7 +91,7 @@ class DedupeByKey(beam.PTransform):
             keyed
             | "GroupBuckets" >> beam.GroupByKey()
             | "ResolveChains" >> beam.ParDo(
-                _ResolveBucketFn(self._output, self._staging_root, self._run_id, self._reprocessed)
+                _ResolveBucketFn(self._output, self._staging, self._run_id, self._reprocessed)
             ).with_outputs(COUNTS, main=CHANGES)
         )
         return {CHANGES: resolved[CHANGES], COUNTS: resolved[COUNTS]}
@@ -92,8 +102,19 @@ def bucket_of(keys: Iterable[str], buckets: int) -> list[int]:
     return [zlib.crc32(k.encode()) % buckets for k in keys]
 
 
-def index_folder(output: str, bucket: int) -> str:
-    return FileSystems.join(output, "_index", f"bucket={bucket:02d}")
+def dedupe_key(columns: dict[str, pa.Array] | pa.RecordBatch | pa.Table) -> pa.Array:
+    """The dedupe key (workstream, use case, task definition, unique_id) as one string per row.
+
+    The parts are joined with U+001F; inside a part, U+001E and U+001F are escaped first
+    (as U+001E 0 and U+001E 1), so no id, whatever it holds, can make two keys collide. An id
+    without those two control characters keys exactly as before the escaping existed.
+    """
+    parts = []
+    for name in KEY_COLUMNS:
+        column = columns[name] if isinstance(columns, dict) else columns.column(name)
+        column = pc.replace_substring(pc.replace_substring(column, "\x1e", "\x1e0"), "\x1f", "\x1e1")
+        parts.append(column)
+    return pc.binary_join_element_wise(*parts, "\x1f")
 
 
 def _keys_by_bucket(batch: pa.RecordBatch, buckets: int, policy: str) -> Iterator[tuple[int, pa.Table]]:
@@ -105,7 +126,7 @@ def _keys_by_bucket(batch: pa.RecordBatch, buckets: int, policy: str) -> Iterato
         replace = keyed.column("replace_duplicate")
     else:
         replace = pa.array([policy == "replace"] * keyed.num_rows, pa.bool_())
-    joined = pc.binary_join_element_wise(*(keyed.column(c) for c in KEY_COLUMNS), "\x1f")
+    joined = dedupe_key(keyed)
     table = pa.table({
         "key": joined, "_seq": keyed.column("_seq"), "replace": replace,
         "workstream_id": keyed.column("workstream_id"),
@@ -146,9 +167,10 @@ def _read_index(paths: Sequence[str]) -> pa.Table:
 class _ResolveBucketFn(beam.DoFn):
     """One bucket: earlier runs' rows (from the index) head their chains; decide; update the index."""
 
-    def __init__(self, output: str | None, staging_root: str | None, run_id: str, reprocessed: tuple[str, ...]) -> None:
+    def __init__(self, output: OutputLayout | None, staging: OutputLayout | None, run_id: str,
+                 reprocessed: tuple[str, ...]) -> None:
         self._output = output
-        self._staging_root = staging_root
+        self._staging = staging
         self._run_id = run_id
         self._reprocessed = reprocessed
 
@@ -158,7 +180,7 @@ class _ResolveBucketFn(beam.DoFn):
         index_files: list[str] = []
         index = INDEX_SCHEMA.empty_table()
         if self._output is not None:
-            index_files = list_files(FileSystems.join(index_folder(self._output, bucket), "*.parquet"))
+            index_files = list_files(FileSystems.join(self._output.index_bucket(bucket), "*.parquet"))
             index = _read_index(index_files)
         if self._reprocessed:
             index = index.filter(pc.invert(pc.is_in(index.column("source_file"), pa.array(self._reprocessed))))
@@ -184,18 +206,18 @@ class _ResolveBucketFn(beam.DoFn):
             "ignored_duplicates": pc.sum(pc.equal(outcomes, IGNORED)).as_py() or 0,
             "replaced_existing": replaced.num_rows,
         }
-        if self._staging_root is not None and self._output is not None and (run_keys.num_rows or self._reprocessed):
-            counts.update(self._rewrite_index(self._staging_root, bucket, index, winners, index_files))
+        if self._staging is not None and self._output is not None and (run_keys.num_rows or self._reprocessed):
+            counts.update(self._rewrite_index(self._staging, bucket, index, winners, index_files))
         yield beam.pvalue.TaggedOutput(COUNTS, counts)
 
-    def _rewrite_index(self, staging_root: str, bucket: int, index: pa.Table, winners: pa.Table,
+    def _rewrite_index(self, staging: OutputLayout, bucket: int, index: pa.Table, winners: pa.Table,
                        old_files: list[str]) -> dict[str, Any]:
         """The bucket's index after this run: earlier keys, with this run's survivors in place."""
         kept = index.filter(pc.invert(pc.is_in(index.column("key"), value_set=winners.column("key"))))
         updated = pa.concat_tables([kept, winners.select(INDEX_SCHEMA.names).cast(INDEX_SCHEMA)]).sort_by("key")
         staged = []
         if updated.num_rows:
-            path = FileSystems.join(index_folder(staging_root, bucket), f"keys-{self._run_id}.parquet")
+            path = staging.index_file(bucket, self._run_id)
             write_parquet(updated, path)
             staged.append(path)
         return {"staged_files": staged, "retired_files": list(old_files), "index_keys": updated.num_rows}

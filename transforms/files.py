@@ -10,17 +10,39 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-__all__ = ["delete", "ensure_parent", "list_files", "read_json", "read_parquet", "write_json", "write_parquet"]
+__all__ = [
+    "DamagedFile",
+    "delete",
+    "ensure_parent",
+    "exists",
+    "list_files",
+    "read_json",
+    "read_parquet",
+    "write_json",
+    "write_parquet",
+]
 
 _RAW = CompressionTypes.UNCOMPRESSED  # our files are never compressed as a whole; never guess by name
 
 
+class DamagedFile(Exception):
+    """A file of the output that cannot be read as what it should be; the message names it."""
+
+
 def list_files(pattern: str) -> list[str]:
-    """Paths matching a glob, sorted; none when the folder does not exist."""
+    """Paths matching a glob, sorted; none when the folder does not exist.
+
+    A listing error is raised, never taken for an empty folder: on an object store an empty
+    answer would make the index or the ledger look empty.
+    """
     try:
         return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
-    except Exception:  # BeamIOError for a folder that is not there, whatever the filesystem
-        return []
+    except Exception as exc:  # BeamIOError, whatever the filesystem
+        raise OSError(f"cannot list {pattern}: {exc}") from exc
+
+
+def exists(path: str) -> bool:
+    return bool(FileSystems.exists(path))
 
 
 def ensure_parent(path: str) -> None:
@@ -47,8 +69,13 @@ def delete(paths: list[str]) -> None:
 
 
 def read_json(path: str) -> Any:
+    """A JSON file of the output; ``DamagedFile`` naming it when it is not whole JSON."""
     with FileSystems.open(path, compression_type=_RAW) as handle:
-        return json.loads(handle.read().decode("utf-8"))
+        data = handle.read()
+    try:
+        return json.loads(data.decode("utf-8"))
+    except ValueError as exc:
+        raise DamagedFile(f"{path} is damaged (not whole JSON: {exc})") from None
 
 
 def write_json(path: str, data: Any) -> None:
@@ -58,8 +85,12 @@ def write_json(path: str, data: Any) -> None:
 
 
 def read_parquet(path: str, columns: list[str] | None = None) -> pa.Table:
+    """A Parquet file of the output; ``DamagedFile`` naming it when it is not readable Parquet."""
     with FileSystems.open(path, compression_type=_RAW) as handle:
-        return pq.read_table(handle, columns=columns)
+        try:
+            return pq.read_table(handle, columns=columns)
+        except (pa.ArrowException, OSError) as exc:
+            raise DamagedFile(f"{path} is damaged (not a readable Parquet file: {exc})") from None
 
 
 def write_parquet(table: pa.Table, path: str) -> None:

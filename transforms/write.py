@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
 
 import apache_beam as beam
 import pyarrow as pa
@@ -24,11 +23,13 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from schemas.tables import REJECTS, TASK_COMPLETED, THROUGHPUT_DAILY, TableSpec
+from schemas.tables import REJECTS, TASK_COMPLETED, THROUGHPUT_DAILY
 from transforms.coders import register_arrow_coders
+from transforms.dedupe import dedupe_key
 from transforms.files import ensure_parent, list_files, read_parquet, write_parquet
+from transforms.layout import OutputLayout
 
-__all__ = ["WriteRejects", "WriteTables", "daily_throughput", "merge_daily", "partition_path"]
+__all__ = ["WriteRejects", "WriteTables", "daily_throughput", "merge_daily"]
 
 register_arrow_coders()  # rejects cross the shuffle as Arrow IPC, not pickles
 
@@ -46,11 +47,11 @@ class WriteTables(beam.PTransform):
     recomputed from what the partition then holds.
     """
 
-    def __init__(self, staging_root: str, run_id: str, output: str | None = None,
+    def __init__(self, staging: OutputLayout, run_id: str, output: OutputLayout | None = None,
                  reprocess: Mapping[tuple[str, str], Sequence[str]] | None = None, spill_rows: int = 250_000) -> None:
         super().__init__()
         self._spill_rows = spill_rows
-        self._root = staging_root
+        self._root = staging
         self._run_id = run_id
         self._output = output
         self._reprocess = sorted((key, ("files", list(files))) for key, files in (reprocess or {}).items())
@@ -75,9 +76,9 @@ class WriteTables(beam.PTransform):
 class WriteRejects(beam.PTransform):
     """Rejects batches -> one rejects file of the run, in input order; emits counts."""
 
-    def __init__(self, staging_root: str, run_id: str) -> None:
+    def __init__(self, staging: OutputLayout, run_id: str) -> None:
         super().__init__()
-        self._root = staging_root
+        self._root = staging
         self._run_id = run_id
 
     def expand(self, batches: beam.PCollection[pa.RecordBatch]) -> beam.PCollection[dict[str, Any]]:
@@ -87,12 +88,6 @@ class WriteRejects(beam.PTransform):
             | "GatherRejects" >> beam.GroupByKey()
             | "WriteRejectsFile" >> beam.Map(_write_rejects, root=self._root)
         )
-
-
-def partition_path(root: str, table: TableSpec, values: Iterable[str]) -> str:
-    """``root/<table>/<col>=<value>/...``; values URL-quoted as Hive and pyarrow expect."""
-    segments = [f"{name}={quote(str(value), safe='')}" for name, value in zip(table.partition_by, values)]
-    return FileSystems.join(root, table.name, *segments)
 
 
 def daily_throughput(rows: pa.Table) -> pa.Table:
@@ -130,7 +125,7 @@ class _SpillFn(beam.DoFn):
     written, so a partition writer opens few files, however small the chunks.
     """
 
-    def __init__(self, root: str, spill_rows: int) -> None:
+    def __init__(self, root: OutputLayout, spill_rows: int) -> None:
         self._root = root
         self._spill_rows = spill_rows
         self._pending: list[pa.RecordBatch] = []
@@ -166,7 +161,7 @@ class _SpillFn(beam.DoFn):
         firsts = pa.array([0, *ends[:-1]], pa.int64())
         partitions = list(zip(keyed.column("w").take(firsts).to_pylist(),
                               (d.isoformat() for d in keyed.column("d").take(firsts).to_pylist())))
-        path = FileSystems.join(self._root, "_fragments", f"rows-{pc.min(table.column('_seq')).as_py():020d}.arrow")
+        path = self._root.fragment(f"rows-{pc.min(table.column('_seq')).as_py():020d}.arrow")
         ensure_parent(path)
         offset = number = 0
         with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle, \
@@ -190,8 +185,8 @@ def _read_spilled(references: Iterable[tuple[str, int]]) -> Iterator[pa.RecordBa
                 yield reader.get_batch(number)
 
 
-def _rewrite_partition(group: tuple[tuple[str, str], Iterable[tuple[str, Any]]], root: str, run_id: str,
-                       output: str | None) -> dict[str, Any]:
+def _rewrite_partition(group: tuple[tuple[str, str], Iterable[tuple[str, Any]]], root: OutputLayout, run_id: str,
+                       output: OutputLayout | None) -> dict[str, Any]:
     """Bring one (workstream, date) partition of both tables to its state after this run."""
     key, items = group
     workstream = key[0]
@@ -208,7 +203,6 @@ def _rewrite_partition(group: tuple[tuple[str, str], Iterable[tuple[str, Any]]],
             remove_keys.update(value)
         else:
             remove_files.update(value)
-    name = f"part-{run_id}.parquet"
     staged: list[str] = []
     retired: list[str] = []
     current: list[pa.Table] = []  # the partition's rows after this run, daily columns only
@@ -216,8 +210,7 @@ def _rewrite_partition(group: tuple[tuple[str, str], Iterable[tuple[str, Any]]],
     # Without removals the earlier files stay as they are, and the daily rows are merged from
     # the earlier daily file: the cost follows the night's rows, not the partition's history.
     removing = bool(remove_keys or remove_files)
-    existing = list_files(FileSystems.join(partition_path(output, TASK_COMPLETED, key), "*.parquet")) \
-        if output and removing else []
+    existing = list_files(output.partition_files(TASK_COMPLETED, key)) if output and removing else []
     for number, path in enumerate(existing):
         if removing:
             probe = read_parquet(path, ["use_case_id", "task_definition_id", "unique_id", "source_file"])
@@ -228,7 +221,7 @@ def _rewrite_partition(group: tuple[tuple[str, str], Iterable[tuple[str, Any]]],
                 removed += dropped
                 retired.append(path)
                 if rows.num_rows:
-                    target = FileSystems.join(partition_path(root, TASK_COMPLETED, key), f"part-{run_id}-r{number}.parquet")
+                    target = root.part_file(TASK_COMPLETED, key, run_id, f"-r{number}")
                     write_parquet(rows, target)
                     staged.append(target)
                     current.append(rows.select(_DAILY_COLUMNS))
@@ -243,20 +236,19 @@ def _rewrite_partition(group: tuple[tuple[str, str], Iterable[tuple[str, Any]]],
         rows = rows.sort_by([("task_completed_at", "ascending"), ("_seq", "ascending")])
         rows = rows.append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string()))
         rows = rows.select(TASK_COMPLETED.file_schema.names).cast(TASK_COMPLETED.file_schema)
-        target = FileSystems.join(partition_path(root, TASK_COMPLETED, key), name)
+        target = root.part_file(TASK_COMPLETED, key, run_id)
         write_parquet(rows, target)
         staged.append(target)
         current.append(rows.select(_DAILY_COLUMNS))
         written = rows.num_rows
         file_partitions = {path: [list(key)] for path in pc.unique(rows.column("source_file")).to_pylist()}
-    earlier_daily = list_files(FileSystems.join(partition_path(output, THROUGHPUT_DAILY, key), "*.parquet")) \
-        if output else []
+    earlier_daily = list_files(output.partition_files(THROUGHPUT_DAILY, key)) if output else []
     retired += earlier_daily
     daily = daily_throughput(pa.concat_tables(current)) if current else THROUGHPUT_DAILY.file_schema.empty_table()
     if not removing and earlier_daily:
         daily = merge_daily([read_parquet(path) for path in earlier_daily] + [daily])
     if daily.num_rows:
-        target = FileSystems.join(partition_path(root, THROUGHPUT_DAILY, key), name)
+        target = root.part_file(THROUGHPUT_DAILY, key, run_id)
         write_parquet(daily, target)
         staged.append(target)
     return {
@@ -272,9 +264,10 @@ def _rewrite_partition(group: tuple[tuple[str, str], Iterable[tuple[str, Any]]],
 def _rows_to_remove(probe: pa.Table, workstream: str, keys: set[str], files: set[str]) -> pa.Array:
     drop = pc.is_in(probe.column("source_file"), value_set=pa.array(sorted(files), pa.string()))
     if keys:
-        joined = pc.binary_join_element_wise(
-            pa.array([workstream] * probe.num_rows, pa.string()), probe.column("use_case_id"),
-            probe.column("task_definition_id"), probe.column("unique_id"), "\x1f")
+        joined = dedupe_key({"workstream_id": pa.array([workstream] * probe.num_rows, pa.string()),
+                             "use_case_id": probe.column("use_case_id"),
+                             "task_definition_id": probe.column("task_definition_id"),
+                             "unique_id": probe.column("unique_id")})
         drop = pc.or_(drop, pc.fill_null(pc.is_in(joined, value_set=pa.array(sorted(keys), pa.string())), False))
     return drop
 
@@ -283,9 +276,9 @@ def _keyed_by(batch: pa.RecordBatch, key: str) -> tuple[str, pa.Table]:
     return key, pa.Table.from_batches([batch])
 
 
-def _write_rejects(group: tuple[str, Iterable[pa.Table]], root: str) -> dict[str, Any]:
+def _write_rejects(group: tuple[str, Iterable[pa.Table]], root: OutputLayout) -> dict[str, Any]:
     run_id, tables = group
     rows = pa.concat_tables(tables).sort_by("_seq").select(REJECTS.file_schema.names).cast(REJECTS.file_schema)
-    path = FileSystems.join(partition_path(root, REJECTS, [run_id]), "part-00000.parquet")
+    path = root.rejects_file(run_id)
     write_parquet(rows, path)
     return {"tables": {REJECTS.name: {"rows": rows.num_rows, "files": 1}}, "staged_files": [path]}

@@ -111,6 +111,7 @@ def compact(output: str, tables: Iterable[TableSpec] = (TASK_COMPLETED, THROUGHP
                     "files_retired": len(counts.get("retired_files", [])), "rows": counts.get("rows", 0)}
         journal = Journal.of_staged(staging, counts.get("staged_files", []), counts.get("retired_files", []), manifest)
         journal.moves += renames
+        journal.deletes += layout.legacy_partition_folders()  # emptied by the moves and merges above
         if not exists(layout.layout_file()):
             marker = staging.area.join("_layout.json")
             write_json(marker, {"version": LAYOUT_VERSION, "partition_values": "escaped as Hive and Spark do"})

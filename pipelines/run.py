@@ -157,7 +157,7 @@ def _checked(options: RunOptions, started: datetime) -> tuple[OutputLayout, Work
     """What is wrong with the options themselves, before anything is touched."""
     try:
         layout = OutputLayout.at(options.output)
-        run_id = check_run_id(options.run_id) if options.run_id else f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+        run_id = check_run_id(options.run_id) if options.run_id is not None else f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
     except LayoutError as exc:
         raise RunError(str(exc)) from None
     try:

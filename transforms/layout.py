@@ -249,13 +249,15 @@ class OutputLayout:
         FileSystems.rename([source], [destination])
 
     def legacy_partition_folders(self) -> list[str]:
-        """Partition folders whose names layout 1 wrote differently from layout 2 (need migrating)."""
-        stale = []
+        """Partition folders that layout 1 named differently from layout 2 (need migrating): the
+        outermost folder of each whose name differs."""
+        stale = set()
         for table in (TASK_COMPLETED, THROUGHPUT_DAILY):
             for path in files.list_files(self.table_files(table)):
-                folder = posixpath.dirname(path)
-                segments = self.relative(folder).split("/")[1:]
-                values = [unescape_partition_value(s.split("=", 1)[1]) for s in segments if "=" in s]
-                if len(values) == len(table.partition_by) and folder != self.partition(table, values):
-                    stale.append(folder)
-        return sorted(set(stale))
+                segments = self.relative(posixpath.dirname(path)).split("/")[1:]
+                for depth, segment in enumerate(segments):
+                    name, _, value = segment.partition("=")
+                    if f"{name}={escape_partition_value(unescape_partition_value(value))}" != segment:
+                        stale.add(self.join(table.name, *segments[: depth + 1]))
+                        break
+        return sorted(stale)

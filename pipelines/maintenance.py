@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import logging
 import posixpath
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from datetime import datetime, timezone
 from typing import Any
 
 import apache_beam as beam
@@ -30,7 +28,7 @@ from pipelines.run import Progress, RunOptions, RunResult, pipeline_options_from
 from schemas.tables import TASK_COMPLETED, THROUGHPUT_DAILY, TableSpec
 from transforms.counts import WriteCounts
 from transforms.files import exists, list_files, read_json, read_parquet, write_json, write_parquet
-from transforms.layout import LAYOUT_VERSION, LayoutError, OutputLayout, unescape_partition_value
+from transforms.layout import LAYOUT_VERSION, LayoutError, OutputLayout, check_run_id, new_run_id, unescape_partition_value
 
 __all__ = ["backfill", "compact", "plan_chunks"]
 
@@ -67,7 +65,7 @@ def backfill(options: RunOptions, beam_args: Sequence[str] = (), chunk_bytes: in
     """
     files = resolve_inputs(options.inputs, options.file_format)
     sizes = [(f.path, FileSystems.match([f.path])[0].metadata_list[0].size_in_bytes) for f in files]
-    base = options.run_id or f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    base = check_run_id(options.run_id) if options.run_id is not None else new_run_id()
     results = []
     chunks = plan_chunks(sizes, chunk_bytes)
     for number, chunk in enumerate(chunks, start=1):
@@ -90,7 +88,7 @@ def compact(output: str, tables: Iterable[TableSpec] = (TASK_COMPLETED, THROUGHP
         layout = OutputLayout.at(output)
     except LayoutError as exc:
         raise RunError(str(exc)) from None
-    run_id = f"compact-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    run_id = new_run_id("compact-")
     with hold_output(layout, run_id):
         for action in recover(layout):
             _LOG.warning("%s", action)

@@ -13,7 +13,6 @@ import logging
 import os
 import stat
 import sys
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -32,7 +31,7 @@ from transforms.counts import WriteCounts
 from transforms.dedupe import CHANGES, DedupeByKey
 from transforms.files import DamagedFile, list_files, read_json, write_json
 from transforms.files import exists as files_exist
-from transforms.layout import LAYOUT_VERSION, LayoutError, OutputLayout, check_run_id, is_local
+from transforms.layout import LAYOUT_VERSION, LayoutError, OutputLayout, check_run_id, is_local, new_run_id
 from transforms.read import InputFile, ReadTaskFiles, detect_format
 from transforms.validate import COUNTS, REJECTED, DeriveDurations, ValidateRecords
 from transforms.write import WriteRejects, WriteTables
@@ -157,7 +156,7 @@ def _checked(options: RunOptions, started: datetime) -> tuple[OutputLayout, Work
     """What is wrong with the options themselves, before anything is touched."""
     try:
         layout = OutputLayout.at(options.output)
-        run_id = check_run_id(options.run_id) if options.run_id is not None else f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+        run_id = check_run_id(options.run_id) if options.run_id is not None else new_run_id()
     except LayoutError as exc:
         raise RunError(str(exc)) from None
     try:

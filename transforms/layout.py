@@ -24,9 +24,11 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from urllib.parse import unquote
+from datetime import datetime, timezone
+from urllib.parse import quote, unquote
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -41,6 +43,7 @@ __all__ = [
     "check_run_id",
     "escape_partition_value",
     "is_local",
+    "new_run_id",
     "unescape_partition_value",
 ]
 
@@ -69,6 +72,11 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
+def new_run_id(prefix: str = "") -> str:
+    """A fresh run id: the UTC time and a random suffix (``compact-`` runs get a prefix)."""
+    return f"{prefix}{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+
 def is_local(path: str) -> bool:
     """True for a path of the local filesystem (no ``scheme://``)."""
     return "://" not in path
@@ -86,8 +94,6 @@ def unescape_partition_value(text: str) -> str:
 
 def _legacy_escape(value: str) -> str:
     """Layout 1's partition values: every byte but ``A-Za-z0-9_.-~`` URL-quoted."""
-    from urllib.parse import quote
-
     return quote(value, safe="")
 
 

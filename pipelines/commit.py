@@ -272,7 +272,7 @@ class Ledger:
     index_files: list[str] | None = None
 
     @classmethod
-    def load(cls, layout: OutputLayout) -> Ledger:
+    def load(cls, layout: OutputLayout, check_index: bool = True) -> Ledger:
         """The current ledger; ``DamagedOutput`` naming the file for anything it cannot trust."""
         files = list_files(layout.ledger_files())
         for path in files:
@@ -299,7 +299,8 @@ class Ledger:
         except (KeyError, TypeError, ValueError) as exc:
             raise DamagedOutput(f"{current} is damaged (an entry lacks {exc}); restore it from a backup") from None
         ledger = cls(layout, entries, files, None if index_files is None else [layout.join(p) for p in index_files])
-        ledger._check_index()
+        if check_index:
+            ledger._check_index()
         return ledger
 
     def _check_not_lost(self) -> None:

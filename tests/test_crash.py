@@ -80,3 +80,69 @@ def test_a_crash_at_any_commit_step_is_finished_or_rolled_back(tmp_path: Path, c
         assert not list(out.glob("_staging/*")) and not list(out.glob("_commits/*"))
         step += 1
     assert step > 8  # the commit really had many steps to crash in
+
+
+def _start(args: list[str]) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k != "THROUGHPUT_CRASH_AFTER_COMMIT_STEPS"}
+    return subprocess.Popen([sys.executable, "-m", "pipelines.run", *args, "--direct_num_workers=1"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(condition, timeout: float = 120.0) -> None:  # noqa: ANN001 - any callable
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def _night(tmp_path: Path, n: int = 30_000) -> Path:
+    return write_jsonl(tmp_path / "in" / "big.jsonl", [
+        record(unique_id=f"k{i % 20_000}", worker_id=f"w{i % 50}", task_started_at=f"2020-12-{10 + i % 10}T09:00:00Z",
+               task_completed_at=f"2020-12-{10 + i % 10}T10:00:00Z")
+        for i in range(n)])
+
+
+def test_a_kill_during_the_pipeline_leaves_the_tables_as_they_were(tmp_path: Path, config_file: Path) -> None:
+    from pipelines.verify import verify
+
+    base = tmp_path / "out"
+    first = write_jsonl(tmp_path / "in" / "n1.jsonl", [record(unique_id="k1"), record(worker_id="c")])
+    run(RunOptions(inputs=(str(first),), output=str(base), workstreams=str(config_file), run_id="r1"))
+    old = _snapshot(base)
+    big = _night(tmp_path)
+    process = _start(["--input", str(big), "--output", str(base), "--workstreams", str(config_file), "--run-id", "r2"])
+    staging = base / "_staging" / "r2"
+    _wait_for(lambda: any(p.is_file() and p.name != "_started.json" for p in staging.rglob("*"))
+              or process.poll() is not None)
+    assert process.poll() is None, "the run ended before it could be killed mid-pipeline"
+    process.kill()
+    process.wait()
+    assert {k: v for k, v in _snapshot(base).items() if "_staging" not in k} == old
+    assert _run_in_subprocess(["--input", str(big), "--output", str(base), "--workstreams", str(config_file),
+                               "--run-id", "r2"], None) == 0
+    assert [f.line() for f in verify(str(base)) if not f.ok] == []
+    rows = sum(pq.read_metadata(p).num_rows for p in (base / "task_completed").rglob("*.parquet"))
+    assert rows == 2 + 20_000 - 1  # k1 of the first night is replaced, not doubled
+
+
+def test_a_second_run_started_and_killed_meanwhile_costs_the_first_nothing(tmp_path: Path, config_file: Path) -> None:
+    from pipelines.verify import verify
+
+    out = tmp_path / "out"
+    big = _night(tmp_path)
+    other = write_jsonl(tmp_path / "in2" / "other.jsonl", [record(unique_id="x1")])
+    first = _start(["--input", str(big), "--output", str(out), "--workstreams", str(config_file), "--run-id", "first"])
+    _wait_for(lambda: (out / "_staging" / "first").exists())
+    second = _start(["--input", str(other), "--output", str(out), "--workstreams", str(config_file), "--run-id", "second"])
+    _, err = second.communicate(timeout=120)
+    assert second.returncode == 1 and "is in use by run first" in err, err
+    third = _start(["--input", str(other), "--output", str(out), "--workstreams", str(config_file), "--run-id", "third"])
+    third.kill()  # kill -9 a concurrent run wherever it is
+    third.wait()
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    assert [f.line() for f in verify(str(out)) if not f.ok] == []
+    assert sum(pq.read_metadata(p).num_rows for p in (out / "task_completed").rglob("*.parquet")) == 20_000
+    assert sorted(p.name for p in (out / "_runs").iterdir()) == ["first.json"]

@@ -12,6 +12,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -217,3 +218,14 @@ def test_rows_land_in_their_own_partition_whatever_the_order(config: WorkstreamC
     assert len(found) == 120
     expected = {r["worker_id"]: (r["workstream_id"], date(2020, 12, int(r["task_completed_at"][8:10]))) for r in rows}
     assert {worker: (ws, day) for ws, day, worker, _ in found} == expected
+
+
+def test_daily_sums_never_wrap(config: WorkstreamConfig) -> None:
+    from transforms.write import merge_daily
+
+    batch = _validated(config, [record(task_count=10**12), record(task_count=10**12)], 0, "in/a.jsonl")[0]
+    daily = daily_throughput(pa.Table.from_batches([batch]).append_column(
+        "duration_derived", pa.array([False] * batch.num_rows)))
+    huge = daily.set_column(daily.schema.get_field_index("task_count"), "task_count", pa.array([2**63 - 1], pa.int64()))
+    with pytest.raises(OverflowError, match="task_count would exceed"):
+        merge_daily([huge, huge])

@@ -112,6 +112,11 @@ _FROM_DAILY = [("records", "sum", "records"), ("task_count", "sum", "task_count"
 def _aggregate_daily(table: pa.Table, spec: list[tuple[str, str, str]]) -> pa.Table:
     grouped = table.group_by(_DAILY_GROUP, use_threads=False).aggregate([(column, op) for column, op, _ in spec])
     renamed = grouped.rename_columns({f"{column}_{op}": target for column, op, target in spec})
+    for name in ("task_count", "subtask_count"):
+        # Counts are >= 0 and at most 10**12 each, so a 64-bit sum that wrapped is negative: fail, never wrap.
+        if (pc.min(renamed.column(name)).as_py() or 0) < 0:
+            raise OverflowError(f"throughput_daily.{name} would exceed 2**63-1 for one worker and day; "
+                                "the input counts are implausible")
     return renamed.select(THROUGHPUT_DAILY.file_schema.names).sort_by([(c, "ascending") for c in _DAILY_GROUP]) \
         .cast(THROUGHPUT_DAILY.file_schema)
 

@@ -26,7 +26,7 @@ from pipelines.errors import RunError
 from pipelines.lock import hold_output
 from pipelines.run import Progress, RunOptions, RunResult, pipeline_options_from, quiet, resolve_inputs, run
 from schemas.tables import TASK_COMPLETED, THROUGHPUT_DAILY, TableSpec
-from transforms.counts import WriteCounts
+from transforms.counts import CommitFiles, StageReport, WriteCounts
 from transforms.files import exists, list_files, read_json, read_parquet, write_json, write_parquet
 from transforms.layout import LAYOUT_VERSION, LayoutError, OutputLayout, check_run_id, new_run_id, unescape_partition_value
 
@@ -94,7 +94,7 @@ def compact(output: str, tables: Iterable[TableSpec] = (TASK_COMPLETED, THROUGHP
             _LOG.warning("%s", action)
         work, renames = _compaction_work(layout, tables)
         staging = StagedRun.begin(layout, run_id)
-        counts: dict[str, Any] = {}
+        report = StageReport()
         if work:
             with beam.Pipeline(options=pipeline_options_from(beam_args)) as pipeline:
                 (
@@ -103,11 +103,11 @@ def compact(output: str, tables: Iterable[TableSpec] = (TASK_COMPLETED, THROUGHP
                     | "CompactPartition" >> beam.Map(_compact_partition, staging=staging)
                     | "WriteCounts" >> WriteCounts(staging.counts_path)
                 )
-            counts = read_json(staging.counts_path)
+            report = StageReport.from_json(read_json(staging.counts_path))
         manifest = {"run_id": run_id, "status": "committed", "kind": "compaction",
                     "partitions_compacted": len(work), "partition_folders_renamed": len({dst for _, dst in renames}),
-                    "files_retired": len(counts.get("retired_files", [])), "rows": counts.get("rows", 0)}
-        journal = Journal.of_staged(staging, counts.get("staged_files", []), counts.get("retired_files", []), manifest)
+                    "files_retired": len(report.files.retired), "rows": report.counts.rows}
+        journal = Journal.of_staged(staging, report.files.staged, report.files.retired, manifest)
         journal.moves += renames
         journal.deletes += layout.legacy_partition_folders()  # emptied by the moves and merges above
         if not exists(layout.layout_file()):
@@ -138,10 +138,10 @@ def _compaction_work(layout: OutputLayout, tables: Iterable[TableSpec]
     return work, renames
 
 
-def _compact_partition(item: tuple[str, tuple[str, ...], list[str]], staging: StagedRun) -> dict[str, Any]:
+def _compact_partition(item: tuple[str, tuple[str, ...], list[str]], staging: StagedRun) -> StageReport:
     table_name, values, files = item
     table = TASK_COMPLETED if table_name == TASK_COMPLETED.name else THROUGHPUT_DAILY
     rows = pa.concat_tables([read_parquet(path) for path in files]).sort_by(_SORT[table_name])
     target = staging.area.part_file(table, values, staging.run_id)
     write_parquet(rows, target)
-    return {"staged_files": [target], "retired_files": list(files), "rows": rows.num_rows}
+    return StageReport.of(rows=rows.num_rows, files=CommitFiles([target], list(files)))

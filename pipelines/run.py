@@ -27,7 +27,7 @@ from pipelines.commit import Journal, Ledger, LedgerEntry, StagedRun, file_check
 from pipelines.errors import DamagedOutput, RunError
 from pipelines.lock import hold_output
 from schemas.config import ConfigError, WorkstreamConfig, load_config
-from transforms.counts import WriteCounts
+from transforms.counts import StageReport, TableCounts, WriteCounts
 from transforms.dedupe import CHANGES, DedupeByKey
 from transforms.files import DamagedFile, list_files, read_json, write_json
 from transforms.files import exists as files_exist
@@ -145,11 +145,11 @@ def run(options: RunOptions, beam_args: Sequence[str] = (), progress: Progress =
         _check_layout_version(layout)
         plan = plan_run(files, ledger, options.reprocess)
         pipeline_options = pipeline_options_from(beam_args)
-        staging, plan, counts = _run_pipeline(plan, config, options, layout, run_id, pipeline_options, progress)
-        manifest = _manifest(run_id, options, layout, plan, counts, started, pipeline_options)
+        staging, plan, report = _run_pipeline(plan, config, options, layout, run_id, pipeline_options, progress)
+        manifest = _manifest(run_id, options, layout, plan, report, started, pipeline_options)
         _check_reject_rate(options, manifest, staging)
         progress("committing")
-        return RunResult(run_id, _commit(staging, ledger, plan, counts, manifest), manifest)
+        return RunResult(run_id, _commit(staging, ledger, plan, report, manifest), manifest)
 
 
 def _checked(options: RunOptions, started: datetime) -> tuple[OutputLayout, WorkstreamConfig, str]:
@@ -198,18 +198,18 @@ def _check_layout_version(layout: OutputLayout) -> None:
 
 
 def _run_pipeline(plan: Plan, config: WorkstreamConfig, options: RunOptions, layout: OutputLayout, run_id: str,
-                  pipeline_options: PipelineOptions, progress: Progress) -> tuple[StagedRun, Plan, dict[str, Any]]:
+                  pipeline_options: PipelineOptions, progress: Progress) -> tuple[StagedRun, Plan, StageReport]:
     """Run the pipeline into staging. A file that fails while it is read is left out and the
     pipeline runs again without it (SPEC 10: never commit part of a file)."""
     while True:
         staging = StagedRun.begin(layout, run_id)
         if not plan.files:
-            return staging, plan, {}
+            return staging, plan, StageReport()
         progress("pipeline")
         try:
             with beam.Pipeline(options=pipeline_options) as pipeline:
                 build_pipeline(pipeline, plan, config, options, staging)
-            return staging, plan, read_json(staging.counts_path)
+            return staging, plan, StageReport.from_json(read_json(staging.counts_path))
         except Exception as exc:
             staging.abort()
             failed = _unreadable(plan)
@@ -257,15 +257,13 @@ def _check_reject_rate(options: RunOptions, manifest: dict[str, Any], staging: S
         )
 
 
-def _commit(staging: StagedRun, ledger: Ledger, plan: Plan, counts: dict[str, Any], manifest: dict[str, Any]) -> str:
+def _commit(staging: StagedRun, ledger: Ledger, plan: Plan, report: StageReport, manifest: dict[str, Any]) -> str:
     """The journal of the staged files, the next ledger and the layout marker; written, then applied."""
     layout = staging.layout
-    staged = list(counts.get("staged_files", []))
-    retired = list(counts.get("retired_files", []))
+    staged, retired = report.files.staged, report.files.retired
     if plan.files:
-        partitions = counts.get("file_partitions", {})
         entries = [LedgerEntry(f.path, plan.checksums[f.path], staging.run_id,
-                               tuple(sorted({(str(w), str(d)) for w, d in partitions.get(f.path, [])})))
+                               tuple(sorted(set(report.files.file_partitions.get(f.path, [])))))
                    for f in plan.files]
         index_now = ledger.index_files if ledger.index_files is not None else list_files(layout.index_files())
         index_after = [p for p in index_now if p not in set(retired)]
@@ -413,22 +411,20 @@ def pipeline_options_from(beam_args: Sequence[str]) -> PipelineOptions:
     return options
 
 
-def _manifest(run_id: str, options: RunOptions, layout: OutputLayout, plan: Plan, counts: dict[str, Any],
+def _manifest(run_id: str, options: RunOptions, layout: OutputLayout, plan: Plan, report: StageReport,
               started: datetime, pipeline_options: PipelineOptions) -> dict[str, Any]:
-    tables = counts.get("tables", {})
+    counts = report.counts
     summary = {
-        "read": counts.get("read", 0),
-        "blank_lines": counts.get("blank_lines", 0),
-        "written": counts.get("written", 0),
-        "rejected": counts.get("rejected", 0),
-        "ignored_duplicates": counts.get("ignored_duplicates", 0),
-        "superseded": counts.get("superseded", 0),
-        "replaced_existing": counts.get("replaced_existing", 0),
-        "rejected_by_code": dict(sorted(counts.get("rejected_by_code", {}).items())),
+        "read": counts.read,
+        "blank_lines": counts.blank_lines,
+        "written": counts.written,
+        "rejected": counts.rejected,
+        "ignored_duplicates": counts.ignored_duplicates,
+        "superseded": counts.superseded,
+        "replaced_existing": counts.replaced_existing,
+        "rejected_by_code": dict(sorted(counts.rejected_by_code.items())),
+        "reconciles": counts.reconciles,
     }
-    summary["reconciles"] = summary["read"] == (
-        summary["written"] + summary["rejected"] + summary["ignored_duplicates"] + summary["superseded"]
-    )
     return {
         "run_id": run_id,
         "status": "committed",
@@ -441,10 +437,10 @@ def _manifest(run_id: str, options: RunOptions, layout: OutputLayout, plan: Plan
         "options": {**asdict(options), "inputs": list(options.inputs), "output": layout.root,
                     "runner": pipeline_options.view_as(StandardOptions).runner},
         "counts": summary,
-        "tables": {name: {"rows": 0, "files": 0, **tables.get(name, {})}
+        "tables": {name: asdict(counts.tables.get(name, TableCounts()))
                    for name in ("task_completed", "throughput_daily", "rejects")},
-        "files_added": len(counts.get("staged_files", [])),
-        "files_retired": len(set(counts.get("retired_files", []))),
+        "files_added": len(report.files.staged),
+        "files_retired": len(set(report.files.retired)),
     }
 
 

@@ -23,7 +23,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 
+from transforms.changes import DropRecords, Partition, RemoveKeys
 from transforms.coders import register_arrow_coders
+from transforms.counts import CommitFiles, StageReport
 from transforms.files import list_files, read_parquet, write_parquet
 from transforms.layout import OutputLayout
 
@@ -59,10 +61,10 @@ _KEYS_SCHEMA = pa.schema([("key", pa.string()), ("_seq", pa.int64()), ("replace"
 class DedupeByKey(beam.PTransform):
     """Accepted batches -> ``changes`` per partition, and ``counts``.
 
-    Changes are ``((workstream, date), ("drop", [_seq, ...]))`` for this run's records that
-    lose, and ``((workstream, date), ("keys", [key, ...]))`` for earlier runs' rows that are
-    replaced. They travel to the partition writer, which applies them to the rows it already
-    groups; so the rows cross one shuffle only, and nothing waits on a side input.
+    Changes are ``((workstream, date), DropRecords)`` for this run's records that lose, and
+    ``((workstream, date), RemoveKeys)`` for earlier runs' rows that are replaced. They travel
+    to the partition writer, which applies them to the rows it already groups; so the rows
+    cross one shuffle only, and nothing waits on a side input.
 
     ``output``/``staging`` are None for a dedupe within the batches alone.
     ``reprocessed`` files' earlier rows are being removed by the run: their index entries go.
@@ -197,21 +199,19 @@ class _ResolveBucketFn(beam.DoFn):
         # an earlier row is replaced exactly when a record of this run survives for its key
         replaced = existing.filter(pc.is_in(existing.column("key"), value_set=winners.column("key")))
         for partition, seqs in _by_partition(dropped, "_seq"):
-            yield partition, ("drop", seqs)
+            yield partition, DropRecords(tuple(seqs))
         for partition, keys in _by_partition(replaced, "key"):
-            yield partition, ("keys", keys)
+            yield partition, RemoveKeys(tuple(keys))
         outcomes = run_losers.column("outcome")
-        counts: dict[str, Any] = {
-            "superseded": pc.sum(pc.equal(outcomes, SUPERSEDED)).as_py() or 0,
-            "ignored_duplicates": pc.sum(pc.equal(outcomes, IGNORED)).as_py() or 0,
-            "replaced_existing": replaced.num_rows,
-        }
+        report = StageReport.of(superseded=pc.sum(pc.equal(outcomes, SUPERSEDED)).as_py() or 0,
+                                ignored_duplicates=pc.sum(pc.equal(outcomes, IGNORED)).as_py() or 0,
+                                replaced_existing=replaced.num_rows)
         if self._staging is not None and self._output is not None and (run_keys.num_rows or self._reprocessed):
-            counts.update(self._rewrite_index(self._staging, bucket, index, winners, index_files))
-        yield beam.pvalue.TaggedOutput(COUNTS, counts)
+            report = report + self._rewrite_index(self._staging, bucket, index, winners, index_files)
+        yield beam.pvalue.TaggedOutput(COUNTS, report)
 
     def _rewrite_index(self, staging: OutputLayout, bucket: int, index: pa.Table, winners: pa.Table,
-                       old_files: list[str]) -> dict[str, Any]:
+                       old_files: list[str]) -> StageReport:
         """The bucket's index after this run: earlier keys, with this run's survivors in place."""
         kept = index.filter(pc.invert(pc.is_in(index.column("key"), value_set=winners.column("key"))))
         updated = pa.concat_tables([kept, winners.select(INDEX_SCHEMA.names).cast(INDEX_SCHEMA)]).sort_by("key")
@@ -220,10 +220,10 @@ class _ResolveBucketFn(beam.DoFn):
             path = staging.index_file(bucket, self._run_id)
             write_parquet(updated, path)
             staged.append(path)
-        return {"staged_files": staged, "retired_files": list(old_files), "index_keys": updated.num_rows}
+        return StageReport.of(index_keys=updated.num_rows, files=CommitFiles(staged, list(old_files)))
 
 
-def _by_partition(rows: pa.Table, column: str) -> Iterator[tuple[tuple[str, str], list[Any]]]:
+def _by_partition(rows: pa.Table, column: str) -> Iterator[tuple[Partition, list[Any]]]:
     """``column``'s values grouped by the (workstream, completed date) partition of their rows."""
     if not rows.num_rows:
         return

@@ -12,7 +12,7 @@ Each writer emits counts, including the files it staged and retired, for the com
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass, field
 
 import apache_beam as beam
 import pyarrow as pa
@@ -24,7 +24,9 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
 from schemas.tables import REJECTS, TASK_COMPLETED, THROUGHPUT_DAILY
+from transforms.changes import Partition, PartitionChange, PartitionChanges, RemoveFiles, SpilledRows
 from transforms.coders import register_arrow_coders
+from transforms.counts import CommitFiles, StageReport, TableCounts
 from transforms.dedupe import dedupe_key
 from transforms.files import ensure_parent, list_files, read_parquet, write_parquet
 from transforms.layout import OutputLayout
@@ -40,9 +42,9 @@ _DAILY_COLUMNS = [*_DAILY_GROUP, "task_count", "subtask_count", "duration", "tas
 class WriteTables(beam.PTransform):
     """New rows, plus removals of earlier rows -> rewritten task_completed/throughput_daily partitions.
 
-    Input: ``{"rows": accepted batches, "changes": DedupeByKey's changes}`` (``drop``: this
-    run's records that lost; ``keys``: earlier rows replaced). ``reprocess`` maps a partition to
-    the files whose earlier rows leave it. Every touched partition gets the run's surviving rows
+    Input: ``{"rows": accepted batches, "changes": DedupeByKey's changes}`` (typed messages of
+    ``transforms.changes``). ``reprocess`` maps a partition to the files whose earlier rows
+    leave it. Every touched partition gets the run's surviving rows
     as a new file, has only the files that lose rows rewritten, and its throughput_daily
     recomputed from what the partition then holds.
     """
@@ -54,9 +56,9 @@ class WriteTables(beam.PTransform):
         self._root = staging
         self._run_id = run_id
         self._output = output
-        self._reprocess = sorted((key, ("files", list(files))) for key, files in (reprocess or {}).items())
+        self._reprocess = sorted((key, RemoveFiles(tuple(sorted(files)))) for key, files in (reprocess or {}).items())
 
-    def expand(self, inputs: dict[str, beam.PCollection] | beam.PCollection) -> beam.PCollection[dict[str, Any]]:
+    def expand(self, inputs: dict[str, beam.PCollection] | beam.PCollection) -> beam.PCollection[StageReport]:
         if isinstance(inputs, beam.PCollection):  # new rows only: nothing earlier to remove
             inputs = {"rows": inputs}
         parts = [inputs["rows"] | "SpillByPartition" >> beam.ParDo(_SpillFn(self._root, self._spill_rows))]
@@ -81,7 +83,7 @@ class WriteRejects(beam.PTransform):
         self._root = staging
         self._run_id = run_id
 
-    def expand(self, batches: beam.PCollection[pa.RecordBatch]) -> beam.PCollection[dict[str, Any]]:
+    def expand(self, batches: beam.PCollection[pa.RecordBatch]) -> beam.PCollection[StageReport]:
         return (
             batches
             | "OneGroup" >> beam.Map(_keyed_by, self._run_id).with_output_types(tuple[str, pa.Table])
@@ -139,7 +141,7 @@ class _SpillFn(beam.DoFn):
     def start_bundle(self) -> None:
         self._pending, self._rows = [], 0
 
-    def process(self, batch: pa.RecordBatch) -> Iterator[tuple[tuple[str, str], tuple[str, Any]]]:
+    def process(self, batch: pa.RecordBatch) -> Iterator[tuple[Partition, SpilledRows]]:
         if batch.num_rows:
             self._pending.append(batch)
             self._rows += batch.num_rows
@@ -150,7 +152,7 @@ class _SpillFn(beam.DoFn):
         for element in self._flush():
             yield WindowedValue(element, MIN_TIMESTAMP, (GlobalWindow(),))
 
-    def _flush(self) -> Iterator[tuple[tuple[str, str], tuple[str, Any]]]:
+    def _flush(self) -> Iterator[tuple[Partition, SpilledRows]]:
         if not self._pending:
             return
         table = pa.Table.from_batches(self._pending)
@@ -174,7 +176,7 @@ class _SpillFn(beam.DoFn):
             for partition, end in zip(partitions, ends):
                 for batch in table.slice(offset, end - offset).combine_chunks().to_batches():
                     writer.write_batch(batch)
-                    yield partition, ("rows", (path, number))
+                    yield partition, SpilledRows(path, number)
                     number += 1
                 offset = end
 
@@ -190,80 +192,94 @@ def _read_spilled(references: Iterable[tuple[str, int]]) -> Iterator[pa.RecordBa
                 yield reader.get_batch(number)
 
 
-def _rewrite_partition(group: tuple[tuple[str, str], Iterable[tuple[str, Any]]], root: OutputLayout, run_id: str,
-                       output: OutputLayout | None) -> dict[str, Any]:
+def _rewrite_partition(group: tuple[Partition, Iterable[PartitionChange]], root: OutputLayout, run_id: str,
+                       output: OutputLayout | None) -> StageReport:
     """Bring one (workstream, date) partition of both tables to its state after this run."""
-    key, items = group
-    workstream = key[0]
-    spilled: list[tuple[str, int]] = []
-    remove_keys: set[str] = set()
-    remove_files: set[str] = set()
-    drop: list[int] = []
-    for tag, value in items:
-        if tag == "rows":
-            spilled.append(value)
-        elif tag == "drop":
-            drop.extend(value)
-        elif tag == "keys":
-            remove_keys.update(value)
-        else:
-            remove_files.update(value)
-    staged: list[str] = []
-    retired: list[str] = []
-    current: list[pa.Table] = []  # the partition's rows after this run, daily columns only
-    removed = 0
-    # Without removals the earlier files stay as they are, and the daily rows are merged from
-    # the earlier daily file: the cost follows the night's rows, not the partition's history.
-    removing = bool(remove_keys or remove_files)
-    existing = list_files(output.partition_files(TASK_COMPLETED, key)) if output and removing else []
-    for number, path in enumerate(existing):
-        if removing:
-            probe = read_parquet(path, ["use_case_id", "task_definition_id", "unique_id", "source_file"])
-            doomed = _rows_to_remove(probe, workstream, remove_keys, remove_files)
-            dropped = pc.sum(doomed).as_py() or 0
-            if dropped:
-                rows = read_parquet(path).filter(pc.invert(doomed))
-                removed += dropped
-                retired.append(path)
-                if rows.num_rows:
-                    target = root.part_file(TASK_COMPLETED, key, run_id, f"-r{number}")
-                    write_parquet(rows, target)
-                    staged.append(target)
-                    current.append(rows.select(_DAILY_COLUMNS))
-                continue
-        current.append(read_parquet(path, _DAILY_COLUMNS))
-    written = 0
-    file_partitions: dict[str, list[list[str]]] = {}
-    rows = pa.Table.from_batches(list(_read_spilled(spilled))) if spilled else None
-    if rows is not None and drop:
-        rows = rows.filter(pc.invert(pc.is_in(rows.column("_seq"), value_set=pa.array(drop, pa.int64()))))
-    if rows is not None and rows.num_rows:
-        rows = rows.sort_by([("task_completed_at", "ascending"), ("_seq", "ascending")])
-        rows = rows.append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string()))
-        rows = rows.select(TASK_COMPLETED.file_schema.names).cast(TASK_COMPLETED.file_schema)
-        target = root.part_file(TASK_COMPLETED, key, run_id)
-        write_parquet(rows, target)
+    partition, messages = group
+    changes = PartitionChanges.gather(messages)
+    earlier = _prune_earlier(partition, changes, root, run_id, output)
+    new_rows = _new_rows(changes, run_id)
+    staged = list(earlier.staged)
+    file_partitions: dict[str, list[tuple[str, str]]] = {}
+    if new_rows.num_rows:
+        target = root.part_file(TASK_COMPLETED, partition, run_id)
+        write_parquet(new_rows, target)
         staged.append(target)
-        current.append(rows.select(_DAILY_COLUMNS))
-        written = rows.num_rows
-        file_partitions = {path: [list(key)] for path in pc.unique(rows.column("source_file")).to_pylist()}
-    earlier_daily = list_files(output.partition_files(THROUGHPUT_DAILY, key)) if output else []
-    retired += earlier_daily
-    daily = daily_throughput(pa.concat_tables(current)) if current else THROUGHPUT_DAILY.file_schema.empty_table()
-    if not removing and earlier_daily:
-        daily = merge_daily([read_parquet(path) for path in earlier_daily] + [daily])
+        file_partitions = {path: [partition] for path in pc.unique(new_rows.column("source_file")).to_pylist()}
+    daily, earlier_daily = _daily_after(partition, earlier, new_rows, changes, output)
     if daily.num_rows:
-        target = root.part_file(THROUGHPUT_DAILY, key, run_id)
+        target = root.part_file(THROUGHPUT_DAILY, partition, run_id)
         write_parquet(daily, target)
         staged.append(target)
-    return {
-        "written": written,
-        "tables": {TASK_COMPLETED.name: {"rows": written, "files": int(bool(written)), "rows_removed": removed},
-                   THROUGHPUT_DAILY.name: {"rows": daily.num_rows, "files": int(bool(daily.num_rows))}},
-        "staged_files": staged,
-        "retired_files": retired,
-        "file_partitions": file_partitions,
-    }
+    written = new_rows.num_rows
+    return StageReport.of(
+        written=written,
+        tables={TASK_COMPLETED.name: TableCounts(written, int(bool(written)), earlier.removed),
+                THROUGHPUT_DAILY.name: TableCounts(daily.num_rows, int(bool(daily.num_rows)))},
+        files=CommitFiles(staged, earlier.retired + earlier_daily, file_partitions),
+    )
+
+
+@dataclass
+class _Earlier:
+    """The partition's earlier task_completed files after pruning: what stays (daily columns
+    only), the rewritten files staged, the files retired and the rows removed."""
+
+    kept: list[pa.Table] = field(default_factory=list)
+    staged: list[str] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)
+    removed: int = 0
+
+
+def _prune_earlier(partition: Partition, changes: PartitionChanges, root: OutputLayout, run_id: str,
+                   output: OutputLayout | None) -> _Earlier:
+    """Rewrite only the earlier files that lose rows. Without removals the earlier files stay as
+    they are and are not even read: the cost follows the night's rows, not the partition's history."""
+    earlier = _Earlier()
+    if output is None or not changes.removes_earlier_rows:
+        return earlier
+    for number, path in enumerate(list_files(output.partition_files(TASK_COMPLETED, partition))):
+        probe = read_parquet(path, ["use_case_id", "task_definition_id", "unique_id", "source_file"])
+        doomed = _rows_to_remove(probe, partition[0], changes.remove_keys, changes.remove_files)
+        dropped = pc.sum(doomed).as_py() or 0
+        if not dropped:
+            earlier.kept.append(read_parquet(path, _DAILY_COLUMNS))
+            continue
+        rows = read_parquet(path).filter(pc.invert(doomed))
+        earlier.removed += dropped
+        earlier.retired.append(path)
+        if rows.num_rows:
+            target = root.part_file(TASK_COMPLETED, partition, run_id, f"-r{number}")
+            write_parquet(rows, target)
+            earlier.staged.append(target)
+            earlier.kept.append(rows.select(_DAILY_COLUMNS))
+    return earlier
+
+
+def _new_rows(changes: PartitionChanges, run_id: str) -> pa.Table:
+    """This run's surviving rows of the partition, sorted, in the table's file schema."""
+    if not changes.spilled:
+        return TASK_COMPLETED.file_schema.empty_table()
+    rows = pa.Table.from_batches(list(_read_spilled(changes.spilled)))
+    if changes.drop:
+        rows = rows.filter(pc.invert(pc.is_in(rows.column("_seq"), value_set=pa.array(sorted(changes.drop), pa.int64()))))
+    rows = rows.sort_by([("task_completed_at", "ascending"), ("_seq", "ascending")])
+    rows = rows.append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string()))
+    return rows.select(TASK_COMPLETED.file_schema.names).cast(TASK_COMPLETED.file_schema)
+
+
+def _daily_after(partition: Partition, earlier: _Earlier, new_rows: pa.Table, changes: PartitionChanges,
+                 output: OutputLayout | None) -> tuple[pa.Table, list[str]]:
+    """The partition's throughput_daily after this run, and the earlier daily files it retires.
+
+    When rows leave, it is recomputed from the rows that stay; when the run only adds rows, the
+    new rows' aggregate is merged into the earlier daily rows."""
+    earlier_daily = list_files(output.partition_files(THROUGHPUT_DAILY, partition)) if output else []
+    current = [*earlier.kept, new_rows.select(_DAILY_COLUMNS)] if new_rows.num_rows else list(earlier.kept)
+    daily = daily_throughput(pa.concat_tables(current)) if current else THROUGHPUT_DAILY.file_schema.empty_table()
+    if not changes.removes_earlier_rows and earlier_daily:
+        daily = merge_daily([read_parquet(path) for path in earlier_daily] + [daily])
+    return daily, earlier_daily
 
 
 def _rows_to_remove(probe: pa.Table, workstream: str, keys: set[str], files: set[str]) -> pa.Array:
@@ -281,9 +297,9 @@ def _keyed_by(batch: pa.RecordBatch, key: str) -> tuple[str, pa.Table]:
     return key, pa.Table.from_batches([batch])
 
 
-def _write_rejects(group: tuple[str, Iterable[pa.Table]], root: OutputLayout) -> dict[str, Any]:
+def _write_rejects(group: tuple[str, Iterable[pa.Table]], root: OutputLayout) -> StageReport:
     run_id, tables = group
     rows = pa.concat_tables(tables).sort_by("_seq").select(REJECTS.file_schema.names).cast(REJECTS.file_schema)
     path = root.rejects_file(run_id)
     write_parquet(rows, path)
-    return {"tables": {REJECTS.name: {"rows": rows.num_rows, "files": 1}}, "staged_files": [path]}
+    return StageReport.of(tables={REJECTS.name: TableCounts(rows.num_rows, 1)}, files=CommitFiles([path]))

@@ -27,6 +27,7 @@ from pipelines.commit import Journal, Ledger, LedgerEntry, StagedRun, file_check
 from pipelines.errors import DamagedOutput, RunError
 from pipelines.lock import hold_output
 from schemas.config import ConfigError, WorkstreamConfig, load_config
+from transforms.changes import Partition
 from transforms.counts import StageReport, TableCounts, WriteCounts
 from transforms.dedupe import CHANGES, DedupeByKey
 from transforms.files import DamagedFile, list_files, read_json, write_json
@@ -87,15 +88,15 @@ class Plan:
     failed: tuple[tuple[str, str], ...] = ()  # (path, why): SPEC 10's failed inputs
     reprocessed: tuple[str, ...] = ()
     checksums: dict[str, str] = field(default_factory=dict)
-    removals: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    reprocessed_partitions: dict[Partition, list[str]] = field(default_factory=dict)  # partition -> files leaving it
 
     def without(self, failed: dict[str, str]) -> Plan:
         """The same plan less the files that failed while the pipeline read them."""
         files = tuple(InputFile(f.index, f.path) for f in self.files if f.path not in failed)
-        removals = {key: [p for p in paths if p not in failed] for key, paths in self.removals.items()}
+        partitions = {key: [p for p in paths if p not in failed] for key, paths in self.reprocessed_partitions.items()}
         return Plan(files, self.skipped, self.failed + tuple(sorted(failed.items())),
                     tuple(p for p in self.reprocessed if p not in failed), self.checksums,
-                    {key: paths for key, paths in removals.items() if paths})
+                    {key: paths for key, paths in partitions.items() if paths})
 
 
 def build_pipeline(pipeline: beam.Pipeline, plan: Plan, config: WorkstreamConfig,
@@ -113,7 +114,7 @@ def build_pipeline(pipeline: beam.Pipeline, plan: Plan, config: WorkstreamConfig
         options.duplicates, output=staging.layout, staging=staging.area, run_id=staging.run_id,
         reprocessed=plan.reprocessed)
     written = {"rows": accepted, "changes": deduped[CHANGES]} | "WriteTables" >> WriteTables(
-        staging.area, staging.run_id, output=staging.layout, reprocess=plan.removals)
+        staging.area, staging.run_id, output=staging.layout, reprocessed=plan.reprocessed_partitions)
     rejected = validated[REJECTED] | "WriteRejects" >> WriteRejects(staging.area, staging.run_id)
     (
         (validated[COUNTS], deduped[COUNTS], written, rejected)
@@ -322,11 +323,11 @@ def plan_run(files: Sequence[InputFile], ledger: Ledger, reprocess: bool) -> Pla
             taken[digest] = path
             todo.append(source)
     reprocessed = tuple(f.path for f in todo if f.path in ledger.entries)
-    removals: dict[tuple[str, str], list[str]] = {}
+    partitions: dict[Partition, list[str]] = {}
     for path in reprocessed:
         for partition in ledger.entries[path].partitions:
-            removals.setdefault(partition, []).append(path)
-    return Plan(tuple(todo), tuple(skipped), tuple(failed), reprocessed, checksums, removals)
+            partitions.setdefault(partition, []).append(path)
+    return Plan(tuple(todo), tuple(skipped), tuple(failed), reprocessed, checksums, partitions)
 
 
 def _input_problem(path: str) -> str | None:

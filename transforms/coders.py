@@ -87,39 +87,3 @@ def register_arrow_coders() -> None:
     """Make Beam use the Arrow coders for every PCollection typed ``pa.RecordBatch`` / ``pa.Table``."""
     beam.coders.registry.register_coder(pa.Table, ArrowTableCoder)
     beam.coders.registry.register_coder(pa.RecordBatch, ArrowRecordBatchCoder)
-
-
-def _benchmark(rows: int = 20_000, repeats: int = 20) -> None:  # pragma: no cover - a measuring tool
-    """``python -m transforms.coders [JSONL]``: pickle vs Arrow IPC on one accepted batch of ``rows``."""
-    import sys
-    import timeit
-
-    from schemas.config import load_config
-    from transforms.read import InputFile, read_chunks
-    from transforms.validate import validate_chunk
-
-    data = sys.argv[1] if len(sys.argv) > 1 else "benchmarks/data/200000-jsonl/part-00000.jsonl"
-    config = load_config(data.rsplit("/", 1)[0] + "/workstreams.json")
-    chunk = next(read_chunks(InputFile(0, data), chunk_records=rows))
-    batch = validate_chunk(chunk, config)[0]
-    table = pa.Table.from_batches([batch])
-    print(f"{batch.num_rows} rows, {batch.num_columns} columns, {batch.nbytes / 1e6:.1f} MB in Arrow memory")
-    coders = [
-        ("FastPrimitivesCoder (Beam's default for untyped)", beam.coders.FastPrimitivesCoder(), batch),
-        ("PickleCoder", beam.coders.PickleCoder(), batch),
-        ("ArrowRecordBatchCoder", ArrowRecordBatchCoder(), batch),
-        ("ArrowRecordBatchCoder(lz4)", ArrowRecordBatchCoder("lz4"), batch),
-        ("ArrowRecordBatchCoder(zstd)", ArrowRecordBatchCoder("zstd"), batch),
-        ("ArrowTableCoder", ArrowTableCoder(), table),
-    ]
-    print(f"{'coder':50} {'bytes':>10} {'encode ms':>10} {'decode ms':>10} {'round trip ms':>14}")
-    for name, coder, value in coders:
-        encoded = coder.encode(value)
-        assert coder.decode(encoded).equals(value)
-        enc = min(timeit.repeat(lambda: coder.encode(value), number=1, repeat=repeats)) * 1e3  # noqa: B023
-        dec = min(timeit.repeat(lambda: coder.decode(encoded), number=1, repeat=repeats)) * 1e3  # noqa: B023
-        print(f"{name:50} {len(encoded):>10} {enc:>10.2f} {dec:>10.2f} {enc + dec:>14.2f}")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    _benchmark()

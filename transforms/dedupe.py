@@ -9,7 +9,7 @@ batches, which never cross a shuffle here. Records without unique_id skip all of
 Across runs, each bucket has a key index in the output folder (``_index/bucket=NN/``: key,
 workstream, completed date, source file of every row that has a unique_id). An indexed row is
 earlier than anything in the run, so it simply heads its key's chain; when it loses, its
-partition is told to remove it (``removals``) and the bucket's index is rewritten.
+partition is told to remove it (``RemoveKeys``) and the bucket's index is rewritten.
 """
 
 from __future__ import annotations

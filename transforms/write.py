@@ -43,20 +43,20 @@ class WriteTables(beam.PTransform):
     """New rows, plus removals of earlier rows -> rewritten task_completed/throughput_daily partitions.
 
     Input: ``{"rows": accepted batches, "changes": DedupeByKey's changes}`` (typed messages of
-    ``transforms.changes``). ``reprocess`` maps a partition to the files whose earlier rows
+    ``transforms.changes``). ``reprocessed`` maps a partition to the files whose earlier rows
     leave it. Every touched partition gets the run's surviving rows
     as a new file, has only the files that lose rows rewritten, and its throughput_daily
     recomputed from what the partition then holds.
     """
 
     def __init__(self, staging: OutputLayout, run_id: str, output: OutputLayout | None = None,
-                 reprocess: Mapping[tuple[str, str], Sequence[str]] | None = None, spill_rows: int = 250_000) -> None:
+                 reprocessed: Mapping[Partition, Sequence[str]] | None = None, spill_rows: int = 250_000) -> None:
         super().__init__()
         self._spill_rows = spill_rows
         self._root = staging
         self._run_id = run_id
         self._output = output
-        self._reprocess = sorted((key, RemoveFiles(tuple(sorted(files)))) for key, files in (reprocess or {}).items())
+        self._reprocessed = sorted((key, RemoveFiles(tuple(sorted(files)))) for key, files in (reprocessed or {}).items())
 
     def expand(self, inputs: dict[str, beam.PCollection] | beam.PCollection) -> beam.PCollection[StageReport]:
         if isinstance(inputs, beam.PCollection):  # new rows only: nothing earlier to remove
@@ -64,8 +64,8 @@ class WriteTables(beam.PTransform):
         parts = [inputs["rows"] | "SpillByPartition" >> beam.ParDo(_SpillFn(self._root, self._spill_rows))]
         if "changes" in inputs:
             parts.append(inputs["changes"])
-        if self._reprocess:
-            parts.append(inputs["rows"].pipeline | "ReprocessedPartitions" >> beam.Create(self._reprocess))
+        if self._reprocessed:
+            parts.append(inputs["rows"].pipeline | "ReprocessedPartitions" >> beam.Create(self._reprocessed))
         return (
             parts
             | "AllChanges" >> beam.Flatten()

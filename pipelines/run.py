@@ -35,7 +35,7 @@ from transforms.files import exists as files_exist
 from transforms.layout import LAYOUT_VERSION, LayoutError, OutputLayout, check_run_id, is_local, new_run_id
 from transforms.read import InputFile, ReadTaskFiles, detect_format
 from transforms.validate import COUNTS, REJECTED, DeriveDurations, ValidateRecords
-from transforms.write import WriteRejects, WriteTables
+from transforms.write import WriteRejects, WriteTables, prune_rejects
 
 __all__ = [
     "DEFAULT_RUNNER", "Plan", "RunOptions", "RunResult", "build_pipeline", "pipeline_options_from", "resolve_inputs", "run",
@@ -147,6 +147,7 @@ def run(options: RunOptions, beam_args: Sequence[str] = (), progress: Progress =
         plan = plan_run(files, ledger, options.reprocess)
         pipeline_options = pipeline_options_from(beam_args)
         staging, plan, report = _run_pipeline(plan, config, options, layout, run_id, pipeline_options, progress)
+        report = report + prune_rejects(layout, staging.area, run_id, plan.reprocessed)
         manifest = _manifest(run_id, options, layout, plan, report, started, pipeline_options)
         _check_reject_rate(options, manifest, staging)
         progress("committing")
@@ -248,14 +249,22 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _check_reject_rate(options: RunOptions, manifest: dict[str, Any], staging: StagedRun) -> None:
+    """Over the limit: nothing is committed, but the rejects are kept where the operator can read them."""
     counts = manifest["counts"]
     rate = counts["rejected"] / counts["read"] if counts["read"] else 0.0
-    if options.max_reject_rate is not None and rate > options.max_reject_rate:
-        staging.abort()
-        raise RunError(
-            f"reject rate {rate:.4f} ({counts['rejected']} of {counts['read']}) "
-            f"is above --max-reject-rate {options.max_reject_rate}; nothing was committed"
-        )
+    if options.max_reject_rate is None or rate <= options.max_reject_rate:
+        return
+    kept = staging.layout.failed_rejects(staging.run_id)
+    staged = staging.area.rejects_file(staging.run_id)
+    if files_exist(staged):
+        staging.layout.delete([kept])
+        staging.layout.rename(staged, kept)
+    staging.abort()
+    by_code = ", ".join(f"{code} {n}" for code, n in counts["rejected_by_code"].items())
+    raise RunError(
+        f"reject rate {rate:.4f} ({counts['rejected']} of {counts['read']}: {by_code}) "
+        f"is above --max-reject-rate {options.max_reject_rate}; nothing was committed; the rejects are in {kept}"
+    )
 
 
 def _commit(staging: StagedRun, ledger: Ledger, plan: Plan, report: StageReport, manifest: dict[str, Any]) -> str:

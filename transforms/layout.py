@@ -9,6 +9,7 @@ DIR/_ledger/ledger-<n>.json     the ingested files (the highest n is current)
 DIR/_index/bucket=NN/keys-<run>.parquet   the dedupe key index
 DIR/_commits/<run>.json         a commit journal, while a commit is applied
 DIR/_staging/<run>/...          a run's files before its commit (the same layout below it)
+DIR/_failed_runs/<run>/rejects.parquet   the rejects of a run refused by --max-reject-rate
 DIR/_lock.json                  who holds the output (one writer at a time)
 DIR/_layout.json                the layout's version (partition-name escaping)
 ```
@@ -50,8 +51,9 @@ __all__ = [
 TABLES: tuple[TableSpec, ...] = (TASK_COMPLETED, THROUGHPUT_DAILY, REJECTS)
 LAYOUT_VERSION = 2  # 1: partition values URL-quoted (every non-ASCII byte); 2: escaped as Hive and Spark do
 STAGING, RUNS, LEDGER, INDEX, COMMITS, FRAGMENTS = "_staging", "_runs", "_ledger", "_index", "_commits", "_fragments"
+FAILED_RUNS = "_failed_runs"
 LOCK_FILE, LAYOUT_FILE = "_lock.json", "_layout.json"
-_OWN_FOLDERS = (STAGING, RUNS, LEDGER, INDEX, COMMITS)
+_OWN_FOLDERS = (STAGING, RUNS, LEDGER, INDEX, COMMITS, FAILED_RUNS)
 
 _RUN_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 _GLOB = re.compile(r"[*?\[\]{}]")
@@ -201,6 +203,10 @@ class OutputLayout:
 
     def index_files(self) -> str:
         return self.join(INDEX, "**.parquet")
+
+    def failed_rejects(self, run_id: str) -> str:
+        """Where the rejects of a run refused by ``--max-reject-rate`` are kept for the operator."""
+        return self.join(FAILED_RUNS, check_run_id(run_id), "rejects.parquet")
 
     def lock_file(self) -> str:
         return self.join(LOCK_FILE)

@@ -11,6 +11,7 @@ Each writer emits counts, including the files it staged and retired, for the com
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -31,7 +32,7 @@ from transforms.dedupe import dedupe_key
 from transforms.files import ensure_parent, list_files, read_parquet, write_parquet
 from transforms.layout import OutputLayout
 
-__all__ = ["WriteRejects", "WriteTables", "daily_throughput", "merge_daily"]
+__all__ = ["WriteRejects", "WriteTables", "daily_throughput", "merge_daily", "prune_rejects"]
 
 register_arrow_coders()  # rejects cross the shuffle as Arrow IPC, not pickles
 
@@ -291,6 +292,30 @@ def _rows_to_remove(probe: pa.Table, workstream: str, keys: set[str], files: set
                              "unique_id": probe.column("unique_id")})
         drop = pc.or_(drop, pc.fill_null(pc.is_in(joined, value_set=pa.array(sorted(keys), pa.string())), False))
     return drop
+
+
+def prune_rejects(output: OutputLayout, staging: OutputLayout, run_id: str, reprocessed: Sequence[str]) -> StageReport:
+    """Earlier rejects of reprocessed files leave the rejects table: it shows the problems that
+    stand today, not every attempt. Only the rejects files holding such rows are rewritten."""
+    if not reprocessed:
+        return StageReport()
+    leaving = pa.array(sorted(reprocessed), pa.string())
+    staged: list[str] = []
+    retired: list[str] = []
+    removed = 0
+    for number, path in enumerate(list_files(output.table_files(REJECTS))):
+        doomed = pc.is_in(read_parquet(path, ["source_file"]).column("source_file"), value_set=leaving)
+        dropped = pc.sum(doomed).as_py() or 0
+        if not dropped:
+            continue
+        rows = read_parquet(path).filter(pc.invert(doomed))
+        removed += dropped
+        retired.append(path)
+        if rows.num_rows:
+            target = output.rebase(FileSystems.join(posixpath.dirname(path), f"part-{run_id}-r{number}.parquet"), staging)
+            write_parquet(rows, target)
+            staged.append(target)
+    return StageReport.of(tables={REJECTS.name: TableCounts(rows_removed=removed)}, files=CommitFiles(staged, retired))
 
 
 def _keyed_by(batch: pa.RecordBatch, key: str) -> tuple[str, pa.Table]:

@@ -1,0 +1,50 @@
+"""The rejects table shows the problems that stand today: a reprocessed file replaces its earlier
+rejects, and a run refused for its reject rate keeps its rejects where the operator can read them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.errors import RunError
+from pipelines.run import RunOptions, run
+from tests.conftest import record, write_jsonl
+
+
+def _run(tmp_path: Path, config_file: Path, *paths: Path, **options: object):
+    return run(RunOptions(inputs=tuple(str(p) for p in paths), output=str(tmp_path / "out"),
+                          workstreams=str(config_file), **options), ["--direct_num_workers=1"])  # type: ignore[arg-type]
+
+
+def _rejects(tmp_path: Path) -> list[tuple[str, int, str]]:
+    files = sorted((tmp_path / "out" / "rejects").rglob("*.parquet"))
+    rows = [r for f in files for r in pq.read_table(f).to_pylist()]
+    return sorted((Path(r["source_file"]).name, r["source_line"], r["error_code"]) for r in rows)
+
+
+def test_a_reprocessed_file_replaces_its_earlier_rejects(tmp_path: Path, config_file: Path) -> None:
+    a = write_jsonl(tmp_path / "a.jsonl", [record(), "oops", record(task_count=-1)])
+    b = write_jsonl(tmp_path / "b.jsonl", ["also bad"])
+    _run(tmp_path, config_file, a, b)
+    assert _rejects(tmp_path) == [("a.jsonl", 2, "malformed_json"), ("a.jsonl", 3, "invalid_value"),
+                                  ("b.jsonl", 1, "malformed_json")]
+    write_jsonl(a, [record(), record(task_id="fixed"), "still bad"])  # a changed file is reprocessed
+    result = _run(tmp_path, config_file, a, b)
+    assert result.manifest["tables"]["rejects"]["rows_removed"] == 2
+    assert _rejects(tmp_path) == [("a.jsonl", 3, "malformed_json"), ("b.jsonl", 1, "malformed_json")]
+
+
+def test_a_run_over_the_reject_rate_keeps_its_rejects_for_the_operator(tmp_path: Path, config_file: Path) -> None:
+    a = write_jsonl(tmp_path / "a.jsonl", [record(), "oops", record(task_count="ten")])
+    with pytest.raises(RunError, match=r"malformed_json 1.*invalid_type 1|invalid_type 1.*malformed_json 1") as raised:
+        _run(tmp_path, config_file, a, max_reject_rate=0.5, run_id="strict")
+    kept = tmp_path / "out" / "_failed_runs" / "strict" / "rejects.parquet"
+    assert str(kept) in str(raised.value)
+    assert sorted(r["error_code"] for r in pq.read_table(kept).to_pylist()) == ["invalid_type", "malformed_json"]
+    assert not (tmp_path / "out" / "task_completed").exists()
+    # a later run without the limit commits as usual, and the kept rejects stay out of the table
+    result = _run(tmp_path, config_file, a)
+    assert result.manifest["counts"]["rejected"] == 2
+    assert len(_rejects(tmp_path)) == 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 import stat
 import sys
 from collections.abc import Callable, Sequence
@@ -20,6 +21,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import apache_beam as beam
+import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
@@ -27,18 +30,29 @@ from pipelines.commit import Journal, Ledger, LedgerEntry, StagedRun, file_check
 from pipelines.errors import DamagedOutput, RunError
 from pipelines.lock import hold_output
 from schemas.config import ConfigError, WorkstreamConfig, load_config
+from schemas.tables import REJECTS
 from transforms.changes import Partition
 from transforms.counts import StageReport, TableCounts, WriteCounts
 from transforms.dedupe import CHANGES, DedupeByKey
-from transforms.files import DamagedFile, list_files, read_json, write_json
+from transforms.files import DamagedFile, list_files, read_json, read_parquet, write_json
 from transforms.files import exists as files_exist
-from transforms.layout import LAYOUT_VERSION, LayoutError, OutputLayout, check_run_id, is_local, new_run_id
-from transforms.read import InputFile, ReadTaskFiles, detect_format
+from transforms.layout import (
+    LAYOUT_VERSION,
+    LayoutError,
+    OutputLayout,
+    check_run_id,
+    is_local,
+    new_run_id,
+    unescape_partition_value,
+)
+from transforms.read import InputFile, RawChunk, ReadTaskFiles, detect_format
+from transforms.retry import csv_header, rejected_chunks
 from transforms.validate import COUNTS, REJECTED, DeriveDurations, ValidateRecords
 from transforms.write import WriteRejects, WriteTables, prune_rejects
 
 __all__ = [
-    "DEFAULT_RUNNER", "Plan", "RunOptions", "RunResult", "build_pipeline", "pipeline_options_from", "resolve_inputs", "run",
+    "DEFAULT_RUNNER", "Plan", "RunOptions", "RunResult", "build_pipeline", "pipeline_options_from", "resolve_inputs",
+    "retry_rejects", "run",
 ]
 
 # SPEC 8: DirectRunner would first try Prism, which downloads a binary at run time. The
@@ -88,6 +102,7 @@ class Plan:
     failed: tuple[tuple[str, str], ...] = ()  # (path, why): SPEC 10's failed inputs
     reprocessed: tuple[str, ...] = ()
     checksums: dict[str, str] = field(default_factory=dict)
+    retried: tuple[RawChunk, ...] = ()  # stored rejects validated again (``rejects retry``), instead of files
     reprocessed_partitions: dict[Partition, list[str]] = field(default_factory=dict)  # partition -> files leaving it
 
     def without(self, failed: dict[str, str]) -> Plan:
@@ -95,19 +110,26 @@ class Plan:
         files = tuple(InputFile(f.index, f.path) for f in self.files if f.path not in failed)
         partitions = {key: [p for p in paths if p not in failed] for key, paths in self.reprocessed_partitions.items()}
         return Plan(files, self.skipped, self.failed + tuple(sorted(failed.items())),
-                    tuple(p for p in self.reprocessed if p not in failed), self.checksums,
+                    tuple(p for p in self.reprocessed if p not in failed), self.checksums, self.retried,
                     {key: paths for key, paths in partitions.items() if paths})
+
+    @property
+    def empty(self) -> bool:
+        return not self.files and not self.retried
 
 
 def build_pipeline(pipeline: beam.Pipeline, plan: Plan, config: WorkstreamConfig,
                    options: RunOptions, staging: StagedRun) -> None:
     """The pipeline diagram: read -> validate -> derive -> dedupe -> write, counts beside."""
-    chunks = (
-        pipeline
-        | "ListFiles" >> beam.Create(list(plan.files))
-        | "ReadTaskFiles" >> ReadTaskFiles(options.file_format, options.max_record_bytes, options.chunk_records,
-                                           spread=_several_workers(pipeline.options))
-    )
+    if plan.retried:
+        chunks = pipeline | "StoredRejects" >> beam.Create(list(plan.retried))
+    else:
+        chunks = (
+            pipeline
+            | "ListFiles" >> beam.Create(list(plan.files))
+            | "ReadTaskFiles" >> ReadTaskFiles(options.file_format, options.max_record_bytes, options.chunk_records,
+                                               spread=_several_workers(pipeline.options))
+        )
     validated = chunks | "ValidateRecords" >> ValidateRecords(config, options.timezone, options.workstream_id)
     accepted = validated.accepted | "DeriveDurations" >> DeriveDurations()
     deduped = accepted | "DedupeByKey" >> DedupeByKey(
@@ -147,11 +169,59 @@ def run(options: RunOptions, beam_args: Sequence[str] = (), progress: Progress =
         plan = plan_run(files, ledger, options.reprocess)
         pipeline_options = pipeline_options_from(beam_args)
         staging, plan, report = _run_pipeline(plan, config, options, layout, run_id, pipeline_options, progress)
-        report = report + prune_rejects(layout, staging.area, run_id, plan.reprocessed)
+        report = report + prune_rejects(layout, staging.area, run_id, files=plan.reprocessed)
         manifest = _manifest(run_id, options, layout, plan, report, started, pipeline_options)
         _check_reject_rate(options, manifest, staging)
         progress("committing")
         return RunResult(run_id, _commit(staging, ledger, plan, report, manifest), manifest)
+
+
+def retry_rejects(options: RunOptions, beam_args: Sequence[str] = (), run_ids: Sequence[str] = (),
+                  codes: Sequence[str] = (), progress: Progress = quiet) -> RunResult:
+    """Validate stored rejects again against the current configuration (``rejects retry``).
+
+    The ones that pass enter the tables through the normal dedupe and commit, in their original
+    order (file, then line), keeping their file and line; every retried reject leaves the
+    rejects table, and the ones that still fail are rejects of this run, with today's reason.
+    ``options.inputs`` is not used; ``run_ids``/``codes`` narrow the rejects retried.
+    """
+    started = datetime.now(timezone.utc)
+    layout, config, run_id = _checked(options, started)
+    with hold_output(layout, run_id):
+        _recover(layout)
+        progress("planning")
+        ledger = _load_ledger(layout)
+        _check_layout_version(layout)
+        stored = _stored_rejects(layout, run_ids, codes)
+        headers = {path: csv_header(path) for path in set(stored.column("source_file").to_pylist())
+                   if path.lower().removesuffix(".gz").endswith(".csv")}
+        chunks, left = rejected_chunks(stored, headers, options.max_record_bytes)
+        plan = Plan((), retried=tuple(chunks),
+                    failed=tuple((path, f"line {line}: the CSV file is gone, so its header is unknown") for path, line in left))
+        pipeline_options = pipeline_options_from(beam_args)
+        staging, plan, report = _run_pipeline(plan, config, options, layout, run_id, pipeline_options, progress)
+        retried = [(c.source_file, line) for c in chunks for line in c.lines]
+        report = report + prune_rejects(layout, staging.area, run_id, rows=retried)
+        manifest = {**_manifest(run_id, options, layout, plan, report, started, pipeline_options), "kind": "retry",
+                    "retried": len(retried)}
+        progress("committing")
+        return RunResult(run_id, _commit(staging, ledger, plan, report, manifest), manifest)
+
+
+def _stored_rejects(layout: OutputLayout, run_ids: Sequence[str], codes: Sequence[str]) -> pa.Table:
+    parts = []
+    for path in list_files(layout.table_files(REJECTS)):
+        run = unescape_partition_value(posixpath.basename(posixpath.dirname(path)).split("=", 1)[1])
+        if run_ids and run not in run_ids:
+            continue
+        rows = read_parquet(path, ["source_file", "source_line", "error_code", "raw"])
+        if codes:
+            rows = rows.filter(pc.is_in(rows.column("error_code"), value_set=pa.array(list(codes), pa.string())))
+        parts.append(rows)
+    if not parts:
+        raise RunError(f"no stored rejects in {layout.root} match"
+                       + (f" run {', '.join(run_ids)}" if run_ids else "") + (f" code {', '.join(codes)}" if codes else ""))
+    return pa.concat_tables(parts)
 
 
 def _checked(options: RunOptions, started: datetime) -> tuple[OutputLayout, WorkstreamConfig, str]:
@@ -205,7 +275,7 @@ def _run_pipeline(plan: Plan, config: WorkstreamConfig, options: RunOptions, lay
     pipeline runs again without it (SPEC 10: never commit part of a file)."""
     while True:
         staging = StagedRun.begin(layout, run_id)
-        if not plan.files:
+        if plan.empty:
             return staging, plan, StageReport()
         progress("pipeline")
         try:
@@ -271,7 +341,7 @@ def _commit(staging: StagedRun, ledger: Ledger, plan: Plan, report: StageReport,
     """The journal of the staged files, the next ledger and the layout marker; written, then applied."""
     layout = staging.layout
     staged, retired = report.files.staged, report.files.retired
-    if plan.files:
+    if not plan.empty:
         entries = [LedgerEntry(f.path, plan.checksums[f.path], staging.run_id,
                                tuple(sorted(set(report.files.file_partitions.get(f.path, [])))))
                    for f in plan.files]
@@ -336,7 +406,7 @@ def plan_run(files: Sequence[InputFile], ledger: Ledger, reprocess: bool) -> Pla
     for path in reprocessed:
         for partition in ledger.entries[path].partitions:
             partitions.setdefault(partition, []).append(path)
-    return Plan(tuple(todo), tuple(skipped), tuple(failed), reprocessed, checksums, partitions)
+    return Plan(tuple(todo), tuple(skipped), tuple(failed), reprocessed, checksums, reprocessed_partitions=partitions)
 
 
 def _input_problem(path: str) -> str | None:

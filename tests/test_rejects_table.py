@@ -48,3 +48,43 @@ def test_a_run_over_the_reject_rate_keeps_its_rejects_for_the_operator(tmp_path:
     result = _run(tmp_path, config_file, a)
     assert result.manifest["counts"]["rejected"] == 2
     assert len(_rejects(tmp_path)) == 2
+
+
+def test_retry_after_the_configuration_is_fixed(tmp_path: Path, config_file: Path) -> None:
+    """A missing use case is added: its rejects enter the table in their original order, once."""
+    import json
+
+    import duckdb
+
+    from pipelines.run import retry_rejects
+    from tests.conftest import TD
+
+    new_uc = "uc-added-later"
+    a = write_jsonl(tmp_path / "in" / "a.jsonl", [
+        record(unique_id="k1", use_case_id=new_uc, worker_id="first"),
+        record(),
+        record(unique_id="k1", use_case_id=new_uc, worker_id="second"),  # replaces the first once both pass
+        "still not json",
+    ])
+    csv_file = tmp_path / "in" / "b.csv"
+    csv_file.write_text("workstream_id,worker_id,use_case_id,task_definition_id,task_started_at,task_completed_at\n"
+                        f"ws-ner,csv-worker,{new_uc},{TD},2020-12-22T09:00:00Z,2020-12-22T10:00:00Z\n")
+    first = _run(tmp_path, config_file, a, csv_file)
+    assert first.manifest["counts"]["rejected_by_code"] == {"malformed_json": 1, "unknown_use_case": 3}
+
+    config = json.loads(config_file.read_text())
+    config["workstreams"][0]["use_cases"].append({"id": new_uc, "task_definitions": [TD]})
+    config_file.write_text(json.dumps(config))
+    options = RunOptions(inputs=(), output=str(tmp_path / "out"), workstreams=str(config_file))
+    retried = retry_rejects(options, ["--direct_num_workers=1"])
+    counts = retried.manifest["counts"]
+    assert (counts["read"], counts["written"], counts["superseded"], counts["rejected"]) == (4, 2, 1, 1)
+    assert retried.manifest["kind"] == "retry"
+    rows = duckdb.sql(f"select worker_id, source_line from read_parquet('{tmp_path}/out/task_completed/**/*.parquet') "
+                      "order by worker_id").fetchall()
+    assert rows == [("csv-worker", 2), ("second", 3), ("worker@example.com", 2)]
+    assert _rejects(tmp_path) == [("a.jsonl", 4, "malformed_json")]
+    # a second retry finds only the reject that still stands, and changes nothing
+    again = retry_rejects(options, ["--direct_num_workers=1"])
+    assert (again.manifest["counts"]["read"], again.manifest["counts"]["written"]) == (1, 0)
+    assert _rejects(tmp_path) == [("a.jsonl", 4, "malformed_json")]

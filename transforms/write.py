@@ -294,26 +294,33 @@ def _rows_to_remove(probe: pa.Table, workstream: str, keys: set[str], files: set
     return drop
 
 
-def prune_rejects(output: OutputLayout, staging: OutputLayout, run_id: str, reprocessed: Sequence[str]) -> StageReport:
-    """Earlier rejects of reprocessed files leave the rejects table: it shows the problems that
-    stand today, not every attempt. Only the rejects files holding such rows are rewritten."""
-    if not reprocessed:
+def prune_rejects(output: OutputLayout, staging: OutputLayout, run_id: str, files: Sequence[str] = (),
+                  rows: Sequence[tuple[str, int]] = ()) -> StageReport:
+    """Earlier rejects leave the rejects table: every one of reprocessed ``files``, and the retried
+    ``rows`` (file, line). The table shows the problems that stand today, not every attempt.
+    Only the rejects files holding such rows are rewritten."""
+    if not files and not rows:
         return StageReport()
-    leaving = pa.array(sorted(reprocessed), pa.string())
+    leaving_files = pa.array(sorted(files), pa.string())
+    leaving_rows = pa.array(sorted(f"{line}\x1f{path}" for path, line in rows), pa.string())
     staged: list[str] = []
     retired: list[str] = []
     removed = 0
     for number, path in enumerate(list_files(output.table_files(REJECTS))):
-        doomed = pc.is_in(read_parquet(path, ["source_file"]).column("source_file"), value_set=leaving)
+        probe = read_parquet(path, ["source_file", "source_line"])
+        line = pc.cast(probe.column("source_line"), pa.string())
+        where = pc.binary_join_element_wise(line, probe.column("source_file"), "\x1f")
+        doomed = pc.or_(pc.is_in(probe.column("source_file"), value_set=leaving_files),
+                        pc.is_in(where, value_set=leaving_rows))
         dropped = pc.sum(doomed).as_py() or 0
         if not dropped:
             continue
-        rows = read_parquet(path).filter(pc.invert(doomed))
+        kept = read_parquet(path).filter(pc.invert(doomed))
         removed += dropped
         retired.append(path)
-        if rows.num_rows:
+        if kept.num_rows:
             target = output.rebase(FileSystems.join(posixpath.dirname(path), f"part-{run_id}-r{number}.parquet"), staging)
-            write_parquet(rows, target)
+            write_parquet(kept, target)
             staged.append(target)
     return StageReport.of(tables={REJECTS.name: TableCounts(rows_removed=removed)}, files=CommitFiles(staged, retired))
 

@@ -140,7 +140,7 @@ def _nothing_committed(tmp_path: Path) -> None:
 
 def test_reject_rate_above_limit_commits_nothing(tmp_path: Path, config_file: Path) -> None:
     write_jsonl(tmp_path / "in" / "a.jsonl", [record(), "bad", "bad", record()])
-    with pytest.raises(RunError, match=r"reject rate 0.5000 \(2 of 4\)"):
+    with pytest.raises(RunError, match=r"reject rate 0.5000 \(2 of 4: malformed_json 2\)"):
         _run(tmp_path, config_file, str(tmp_path / "in" / "a.jsonl"), max_reject_rate=0.4)
     _nothing_committed(tmp_path)
     result = _run(tmp_path, config_file, str(tmp_path / "in" / "a.jsonl"), max_reject_rate=0.5)

@@ -34,6 +34,7 @@ from schemas.tables import REJECTS
 from transforms.changes import Partition
 from transforms.counts import StageReport, TableCounts, WriteCounts
 from transforms.dedupe import CHANGES, DedupeByKey
+from transforms.durations import DeriveDurations
 from transforms.files import DamagedFile, list_files, read_json, read_parquet, write_json
 from transforms.files import exists as files_exist
 from transforms.layout import (
@@ -47,7 +48,7 @@ from transforms.layout import (
 )
 from transforms.read import InputFile, RawChunk, ReadTaskFiles, detect_format
 from transforms.retry import csv_header, rejected_chunks
-from transforms.validate import COUNTS, REJECTED, DeriveDurations, ValidateRecords
+from transforms.validate import COUNTS, REJECTED, ValidateRecords
 from transforms.write import WriteRejects, WriteTables, prune_rejects
 
 __all__ = [

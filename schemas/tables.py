@@ -103,7 +103,8 @@ class RejectRow(BaseModel):
     source_file: str = Field(description="Input file of the record")
     source_line: int = Field(description="1-based line (JSONL) or spreadsheet row (CSV, header = 1)")
     workstream_id: str | None = Field(None, description="Workstream, when it could be told")
-    error_code: str = Field(description="First problem by SPEC field order (e.g. invalid_timestamp)")
+    error_code: str = Field(description="The first problem, in the record's field order (e.g. invalid_timestamp); "
+                                        "every code is in docs/REFERENCE.md")
     error_field: str | None = Field(None, description="API name of the field of error_code, if any")
     error_message: str = Field(description="Every problem found, '; '-separated")
     raw: str = Field(description="The record's raw text as read (invalid UTF-8 shown as U+FFFD)")

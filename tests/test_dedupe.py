@@ -19,8 +19,9 @@ from tests.conftest import TD2, record
 from transforms.changes import DropRecords
 from transforms.counts import SumCounts
 from transforms.dedupe import DedupeByKey, resolve_duplicates
+from transforms.durations import derive_durations
 from transforms.read import RawChunk
-from transforms.validate import derive_durations, sequence_number, validate_chunk
+from transforms.validate import sequence_number, validate_chunk
 
 SUPERSEDED = "superseded"
 IGNORED = "ignored_duplicate"

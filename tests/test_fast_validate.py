@@ -7,11 +7,14 @@ from datetime import timezone
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.config import WorkstreamConfig
+from schemas.record import FIELD_ORDER, TaskCompleted
 from tests.conftest import CONFIG_DATA, TD, TD2, UC, WS
+from transforms.fast_validate import Certifier
 from transforms.read import RawChunk
 from transforms.validate import validate_chunk
 
@@ -124,15 +127,59 @@ def test_fast_path_agrees_in_another_default_time_zone(records: list[dict]) -> N
 
 def test_fast_path_certifies_plain_records() -> None:
     """The fast path must actually take the common case, or it is no faster."""
-    from schemas.record import FIELD_ORDER
-    from transforms.fast_validate import certify
-
     plain = {"workstream_id": WS, "worker_id": "Ana@Example.com", "use_case_id": UC, "task_definition_id": TD,
              "task_started_at": "2020-12-22T09:13:24.127+05:45", "task_completed_at": "2020-12-22 10:13:24Z",
              "task_count": 3, "duration": 12.5, "task_metadata": {"a": 1}, "unique_id": "u", "replace_duplicate": False}
     records = [plain, {**plain, "unique_id": "v"}]
     values = {name: [r.get(name) for r in records] for name in FIELD_ORDER}
-    columns, ok = certify(values, CONFIG, True, None)
+    columns, ok = Certifier(CONFIG).certify(values, True, None)
     assert ok.tolist() == [True, True]
     assert columns["worker_id"].to_pylist() == ["ana@example.com"] * 2
     assert columns["task_metadata"].type == pa.map_(pa.string(), pa.string())
+
+
+def test_fast_path_fills_the_models_defaults() -> None:
+    records = [{"workstream_id": WS, "worker_id": "w", "use_case_id": UC, "task_definition_id": TD,
+                "task_started_at": "2020-12-22T09:13:24Z", "task_completed_at": "2020-12-22T10:13:24Z"}]
+    columns, ok = Certifier(CONFIG).certify({name: [r.get(name) for r in records] for name in FIELD_ORDER}, True, None)
+    assert ok.tolist() == [True]
+    assert columns["task_count"].to_pylist() == [TaskCompleted.model_fields["task_count"].default] == [1]
+    assert columns["replace_duplicate"].to_pylist() == [TaskCompleted.model_fields["replace_duplicate"].default] == [True]
+    assert columns["subtask_count"].to_pylist() == [None]
+
+
+@pytest.mark.parametrize(("count", "certified"), [(10**12, True), (str(10**12), True), (1e12, True),
+                                                    (10**12 + 1, False), (str(10**12 + 1), False), (2**63 - 1, False),
+                                                    (1e13, False), ("9" * 18, False)])
+def test_fast_path_counts_are_bounded_like_the_model(count, certified: bool) -> None:
+    record = {"workstream_id": WS, "worker_id": "w", "use_case_id": UC, "task_definition_id": TD,
+              "task_started_at": "2020-12-22T09:13:24Z", "task_completed_at": "2020-12-22T10:13:24Z",
+              "task_count": count}
+    _, ok = Certifier(CONFIG).certify({name: [record.get(name)] for name in FIELD_ORDER}, True, None)
+    assert ok.tolist() == [certified]
+    accepted, rejects, _ = validate_chunk(_chunk([record], "json"), CONFIG)
+    if certified:
+        assert accepted.column("task_count").to_pylist() == [10**12]
+    else:
+        [reject] = rejects.to_pylist()
+        assert (reject["error_code"], reject["error_field"]) == ("invalid_value", "task_count")
+        assert "is larger than the 10^12 a single event can count" in reject["error_message"]
+
+
+_SURROGATES = ("\ud800", "a\udcff", " \udfff ")
+_UNSTORABLE = [(name, value) for name in ("worker_id", "task_id", "task_started_at", "task_count", "replace_duplicate",
+                                          "duration", "data_source", "task_metadata") for value in _SURROGATES] + [
+    ("task_metadata", {"k": "\ud800"}), ("task_metadata", {"\ud800": "v"}), ("task_metadata", '{"k": "\\ud800"}'),
+    ("task_measurements", "[" * 5000 + "]" * 5000), ("task_metadata", '{"a": ' + "[" * 64 + "]" * 64 + "}"),
+    ("task_started_at", "0001-01-01T00:00:00Z"), ("task_completed_at", "9999-12-31T23:59:59.999999Z"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), _UNSTORABLE)
+def test_fast_path_defers_hard_values(name: str, value) -> None:
+    """Lone surrogates, deep nesting and the edges of the calendar are the model's to decide: the
+    fast path must neither raise nor certify them."""
+    record = {"workstream_id": WS, "worker_id": "w", "use_case_id": UC, "task_definition_id": TD,
+              "task_started_at": "2020-12-22T09:13:24Z", "task_completed_at": "2020-12-22T10:13:24Z", name: value}
+    _, ok = Certifier(CONFIG).certify({field: [record.get(field)] for field in FIELD_ORDER}, True, None)
+    assert ok.tolist() == [False]

@@ -15,6 +15,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from schemas.errors import ErrorCode
 from tests.conftest import record, write_jsonl
 from transforms.read import InputFile, RawChunk, ReadTaskFiles, detect_format, path_workstream, read_chunks
 
@@ -212,6 +213,43 @@ def test_csv_header_that_is_not_valid_csv_rejects_the_rows(tmp_path: Path) -> No
     assert chunk.lines[-2:] == [2, 3]
     assert all(p is not None and p[0] == "malformed_csv" for p in chunk.problems)
     assert all(cells is None for cells in chunk.cells)
+
+
+def test_read_problems_are_error_code_members(tmp_path: Path) -> None:
+    chunk = _one(_write(tmp_path / "a.csv", b'a,b\n1\n2,"x"y\n' + b"z" * 40 + b",1\n"), max_record_bytes=30)
+    assert [p[0] for p in chunk.problems] == [ErrorCode.MALFORMED_CSV, ErrorCode.MALFORMED_CSV, ErrorCode.RECORD_TOO_LARGE]
+    assert all(type(p[0]) is ErrorCode for p in chunk.problems)
+
+
+def test_csv_header_that_is_not_utf8_rejects_every_row_with_the_reason(tmp_path: Path) -> None:
+    chunk = _one(_write(tmp_path / "a.csv", b"worker_id,task_id\xff\nw1,t1\n\nw2,t2\n"))
+    assert chunk.header == ()
+    assert chunk.lines == [2, 4] and chunk.blank_lines == 1
+    assert chunk.raws == ["w1,t1", "w2,t2"]
+    assert chunk.cells == [None, None]
+    assert chunk.problems == [(ErrorCode.INVALID_ENCODING, "the header row is not valid UTF-8 (column 2); save the file as UTF-8")] * 2
+
+
+@pytest.mark.parametrize(("encoding", "bom", "mark"), [("utf-16-le", b"\xff\xfe", "FF FE"), ("utf-16-be", b"\xfe\xff", "FE FF")])
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_csv_in_utf16_rejects_every_row_with_the_reason(tmp_path: Path, encoding: str, bom: bytes, mark: str,
+                                                        newline: str) -> None:
+    """Rows are told apart (decoded as UTF-16, across read batches) and each says how to fix the file."""
+    rows = [f"w{i},t\u00e9{i}" for i in range(5000)]
+    text = newline.join(["worker_id,task_id", *rows, 'w,"two' + newline + 'lines"']) + newline
+    chunk = _one(_write(tmp_path / "a.csv", bom + text.encode(encoding)))
+    assert chunk.header == ()
+    assert chunk.lines == list(range(2, 5003))
+    assert chunk.raws == [*rows, 'w,"two' + newline + 'lines"']
+    message = f"the file is UTF-16 (byte-order mark {mark}); save it as UTF-8"
+    assert set(chunk.problems) == {(ErrorCode.INVALID_ENCODING, message)}
+
+
+def test_csv_utf8_rows_across_read_batches_are_unchanged(tmp_path: Path) -> None:
+    rows = [f"w{i},t\u00e9\u4e2d{i}" for i in range(9000)]
+    chunk = _one(_write(tmp_path / "a.csv", ("a,b\n" + "\n".join(rows)).encode()))
+    assert chunk.raws == rows and chunk.lines == list(range(2, 9002))
+    assert set(chunk.problems) == {None}
 
 
 def test_csv_unterminated_quote_is_one_malformed_record(tmp_path: Path) -> None:

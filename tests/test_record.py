@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import BaseModel, ValidationError, field_validator
 
 from schemas.config import WorkstreamConfig
-from schemas.record import FIELD_ORDER, RecordContext, TaskCompleted, Verdict, validate_record
+from schemas.errors import ErrorCode
+from schemas.record import FIELD_ORDER, FieldKind, RecordContext, TaskCompleted, Verdict, field_specs, validate_record
 from tests.conftest import TD, TD2, UC, WS, record
 
 UTC = timezone.utc
@@ -377,3 +380,73 @@ def test_big_integer_in_task_metadata_gives_a_verdict(ctx: RecordContext) -> Non
         assert verdict.record.task_metadata == {"n": "18446744073709551616"}
     else:
         assert verdict.errors[0].field == "task_metadata"
+
+
+# --------------------------------------------------------------------------- kinds and codes, derived from the model
+
+
+def test_field_specs_come_from_the_model() -> None:
+    specs = {s.name: s for s in field_specs()}
+    assert tuple(specs) == FIELD_ORDER
+    assert {n for n, s in specs.items() if s.required} == {
+        "workstream_id", "worker_id", "use_case_id", "task_definition_id", "task_started_at", "task_completed_at"}
+    assert (specs["task_count"].default, specs["replace_duplicate"].default, specs["subtask_count"].default) == (1, True, None)
+    assert {n: s.kind for n, s in specs.items()} == {
+        "workstream_id": FieldKind.STRING, "worker_id": FieldKind.WORKER_ID, "task_id": FieldKind.STRING,
+        "task_url": FieldKind.STRING, "task_count": FieldKind.COUNT, "subtask_count": FieldKind.COUNT,
+        "use_case_id": FieldKind.STRING, "task_definition_id": FieldKind.STRING, "task_started_at": FieldKind.TIMESTAMP,
+        "task_completed_at": FieldKind.TIMESTAMP, "duration": FieldKind.SECONDS, "task_created_at": FieldKind.TIMESTAMP,
+        "data_source": FieldKind.DATA_SOURCE, "task_metadata": FieldKind.KEY_VALUES, "task_measurements": FieldKind.KEY_VALUES,
+        "dataset_id": FieldKind.STRING, "asset_id": FieldKind.STRING, "unique_id": FieldKind.STRING,
+        "replace_duplicate": FieldKind.FLAG, "received_at": FieldKind.TIMESTAMP,
+    }
+    assert specs["task_completed_at"].checks == ("TaskCompleted._not_before_start",)
+    assert all(s.description for s in specs.values())
+
+
+def test_a_fields_kind_is_its_rule() -> None:
+    """The kind in a field's type validates it: no separate validator to keep in step."""
+
+    class Tiny(BaseModel):
+        count: Annotated[int, FieldKind.COUNT] = 1
+        flag: Annotated[bool, FieldKind.FLAG] = True
+
+    assert Tiny.model_validate({"count": "10.0", "flag": "NO"}).model_dump() == {"count": 10, "flag": False}
+    assert [e["ctx"]["error"].code for e in _errors(Tiny, {"count": 10**13})] == [ErrorCode.INVALID_VALUE]
+
+
+def _errors(model: type[BaseModel], data: dict) -> list:
+    with pytest.raises(ValidationError) as info:
+        model.model_validate(data)
+    return info.value.errors()
+
+
+def test_error_codes_are_members(ctx: RecordContext) -> None:
+    [error] = validate_record(record(task_count="ten"), ctx).errors
+    assert error.code is ErrorCode.INVALID_TYPE
+
+
+def test_a_field_name_that_is_not_valid_unicode_is_invalid_encoding(ctx: RecordContext) -> None:
+    assert first(validate_record({**record(), "n\ud800me": 1}, ctx)) == ("invalid_encoding", None)
+
+
+class _Buggy(TaskCompleted):
+    @field_validator("task_id")
+    @classmethod
+    def _explode(cls, value: str) -> str:
+        if value == "deep":
+            raise RecursionError("maximum recursion depth exceeded")
+        if value == "bad text":
+            raise UnicodeEncodeError("utf-8", value, 0, 1, "surrogates not allowed")
+        raise KeyError(value)
+
+
+@pytest.mark.parametrize(("task_id", "code", "field", "words"), [
+    ("deep", "invalid_value", None, "nested too deep"), ("bad text", "invalid_encoding", "task_id", "surrogates not allowed"),
+    ("other", "invalid_value", None, "KeyError"),
+])
+def test_an_exception_no_rule_expected_is_a_verdict_not_a_crash(ctx: RecordContext, task_id: str, code: str,
+                                                                 field: str | None, words: str) -> None:
+    verdict = validate_record(record(task_id=task_id), ctx, _Buggy)
+    assert first(verdict) == (code, field)
+    assert words in verdict.errors[0].message

@@ -11,10 +11,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from schemas.errors import ErrorCode
 from schemas.rules import (
+    MAX_COUNT,
+    MAX_COUNT_TEXT,
+    MAX_DEPTH,
     RuleError,
     clean_string,
     is_blank,
+    json_nesting,
+    json_text,
     normalize_worker_id,
     parse_bool,
     parse_count,
@@ -90,7 +96,7 @@ def test_normalize_worker_id_rejects_non_strings(value) -> None:
     ("value", "expected"),
     [
         (0, 0), (10, 10), (10.0, 10), ("10", 10), (" 10 ", 10), ("10.0", 10), ("0", 0),
-        ("+5", 5), ("1e3", 1000), (2**63 - 1, 2**63 - 1), (str(2**63 - 1), 2**63 - 1),
+        ("+5", 5), ("1e3", 1000), (10**12, 10**12), (str(10**12), 10**12), (1e12, 10**12), ("1e12", 10**12),
     ],
 )
 def test_parse_count_accepts(value, expected) -> None:
@@ -106,7 +112,8 @@ def test_parse_count_accepts(value, expected) -> None:
         (10.5, "invalid_value"), ("10.5", "invalid_value"), (0.1, "invalid_value"),
         (math.nan, "invalid_value"), (math.inf, "invalid_value"), (-math.inf, "invalid_value"),
         ("nan", "invalid_value"), ("inf", "invalid_value"),
-        (2**63, "invalid_value"), (float(2**64), "invalid_value"),  # does not fit int64
+        (10**12 + 1, "invalid_value"), (str(10**12 + 1), "invalid_value"), (1e13, "invalid_value"),  # over 10^12
+        (2**63 - 1, "invalid_value"), (2**63, "invalid_value"), (float(2**64), "invalid_value"), ("9" * 40, "invalid_value"),
         ("ten", "invalid_type"), ("", "invalid_type"), ("10 tasks", "invalid_type"), ("0x10", "invalid_type"),
         ("1,000", "invalid_type"),
         (True, "invalid_type"), (False, "invalid_type"), (None, "invalid_type"),
@@ -128,15 +135,29 @@ def test_parse_count_only_reads_plain_decimal_text(text) -> None:
 
 
 @FAST
-@given(st.integers(min_value=0, max_value=2**63 - 1))
+@given(st.integers(min_value=0, max_value=10**12))
 def test_parse_count_any_non_negative_int_in_every_form(n: int) -> None:
     assert parse_count(n) == n
     assert parse_count(str(n)) == n
     assert parse_count(f"  {n} ") == n
     as_float = float(n)
-    if as_float == n and as_float < 2**63:  # exactly representable
+    if as_float == n:  # exactly representable
         assert parse_count(as_float) == n
         assert parse_count(repr(as_float)) == n
+
+
+@FAST
+@given(st.integers(min_value=10**12 + 1))
+def test_parse_count_over_ten_to_the_twelve_is_invalid_value(n: int) -> None:
+    """A count is bounded, so that summing a day of them can never wrap a 64-bit integer."""
+    for value in (n, str(n), float(n)):
+        with pytest.raises(RuleError) as info:
+            parse_count(value)
+        assert info.value.code == "invalid_value"
+        assert "is larger than the 10^12 a single event can count" in info.value.message
+    assert MAX_COUNT == 10**12 == 10 ** int(MAX_COUNT_TEXT.removeprefix("10^"))
+    assert MAX_COUNT_TEXT in ErrorCode.INVALID_VALUE.description  # the reference says what the rule does
+    assert 2**63 // MAX_COUNT > 9_000_000  # millions of maximal events a day before a sum could wrap
 
 
 @FAST
@@ -456,3 +477,84 @@ def test_parse_object_values_are_strings_and_strings_unchanged(obj: dict) -> Non
             assert result[key] == value
         else:
             assert re.fullmatch(r"true|false|null|-?\d+", result[key])
+
+
+# --------------------------------------------------------------------------- hostile values
+
+
+def test_rule_errors_carry_error_code_members() -> None:
+    with pytest.raises(RuleError) as info:
+        parse_count("ten")
+    assert info.value.code is ErrorCode.INVALID_TYPE
+
+
+@pytest.mark.parametrize("text", ["[" * 10_000 + "]" * 10_000, '{"a": ' + "[" * 10_000 + "]" * 10_000 + "}",
+                                  "{" * 100_000, '{"a": ' + "[" * (MAX_DEPTH) + "]" * MAX_DEPTH + "}"])
+def test_parse_object_too_deep_json_text_is_invalid_value(text: str) -> None:
+    """JSON text nested deeper than MAX_DEPTH is a reject, never a RecursionError."""
+    with pytest.raises(RuleError) as info:
+        parse_object(text)
+    assert info.value.code == "invalid_value"
+    assert "nested too deep" in info.value.message
+
+
+def test_parse_object_too_deep_object_is_invalid_value() -> None:
+    deep: object = 0
+    for _ in range(1000):
+        deep = [deep]
+    with pytest.raises(RuleError) as info:
+        parse_object({"a": deep})
+    assert (info.value.code, "nested too deep" in info.value.message) == ("invalid_value", True)
+
+
+def test_parse_object_at_the_depth_limit_is_kept() -> None:
+    inner = "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1)
+    assert parse_object('{"a": ' + inner + "}") == {"a": inner}
+
+
+@pytest.mark.parametrize("value", ['{"a": "\\ud800"}', '{"\\udfff": 1}', '{"a": ["x", {"b": "\\ud83d"}]}',
+                                   {"a": "\ud800"}, {"\udcff": "x"}, {"a": [{"b": "\ud800"}]}, '{"a": "x\ud800"}'])
+def test_parse_object_lone_surrogates_are_invalid_encoding(value) -> None:
+    """json (unlike orjson) reads "\\ud800" as a lone surrogate, which no UTF-8 column can hold."""
+    with pytest.raises(RuleError) as info:
+        parse_object(value)
+    assert info.value.code == "invalid_encoding"
+    assert "not valid Unicode" in info.value.message
+
+
+def test_a_surrogate_pair_is_fine() -> None:
+    assert parse_object('{"a": "\\ud83d\\ude00"}') == {"a": "\U0001f600"}
+
+
+@pytest.mark.parametrize("rule", [clean_string, normalize_worker_id, parse_count, parse_duration, parse_bool, parse_timestamp])
+@pytest.mark.parametrize("text", ["\ud800", "abc\udcff", " \udfff 10"])
+def test_text_with_lone_surrogates_is_invalid_encoding_for_every_rule(rule, text: str) -> None:
+    assert code_of(rule, text) == "invalid_encoding"
+
+
+@pytest.mark.parametrize(("text", "depth"), [("{}", 1), ('{"a": [1, {"b": []}]}', 3), ('"[[[["', 0),
+                                            ('{"a": "]]]]"}', 1), ("[" * 500 + "]" * 500, 500),
+                                            ('["\\"", ' + "[" * 70 + "]" * 70 + "]", 71)])
+def test_json_nesting(text: str, depth: int) -> None:
+    assert json_nesting(text) >= depth
+    if depth > MAX_DEPTH or text.count("[") + text.count("{") > MAX_DEPTH:
+        assert json_nesting(text) == depth
+
+
+def test_json_text_is_lossless_for_what_orjson_refuses() -> None:
+    deep: object = "end"
+    for _ in range(2000):
+        deep = {"k": deep}
+    text = json_text({"big": 2**70, "lone": "\ud800", "deep": deep, "é": [1.5, None, True]})
+    assert text.encode("utf-8")  # storable
+    assert text.startswith('{"big":1180591620717411303424,"lone":"\\ud800","deep":{"k":{"k":')
+    assert text.endswith('"end"' + "}" * 2000 + ',"é":[1.5,null,true]}')
+
+
+@pytest.mark.parametrize("rule", [parse_count, parse_duration])
+@pytest.mark.parametrize("digits", [5000, 10_000])
+def test_numbers_of_any_size_are_invalid_value_not_a_crash(rule, digits: int) -> None:
+    """Python reads no more than 4300 digits as an integer; a longer number is still just too large."""
+    assert code_of(rule, "9" * digits) == "invalid_value"
+    assert code_of(rule, f" {'1' * digits} ") == "invalid_value"
+    assert code_of(rule, 10**digits) == "invalid_value"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import apache_beam as beam
@@ -13,18 +13,19 @@ import pyarrow as pa
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
+from pydantic import BeforeValidator, Field
 
 from schemas.config import WorkstreamConfig
+from schemas.record import TaskCompleted
 from schemas.tables import TASK_COMPLETED
 from tests.conftest import TD, TD2, UC, WS, record, write_jsonl
-from transforms.counts import SumCounts
+from transforms.durations import DeriveDurations, derive_durations
 from transforms.read import InputFile, RawChunk, read_chunks
 from transforms.validate import (
     ACCEPTED_SCHEMA,
     REJECTS_SCHEMA,
-    DeriveDurations,
+    ChunkValidator,
     ValidateRecords,
-    derive_durations,
     sequence_number,
     validate_chunk,
 )
@@ -56,6 +57,16 @@ def _one_chunk(path: Path, **kw) -> RawChunk:
     chunks = list(read_chunks(InputFile(0, str(path)), **kw))
     assert len(chunks) == 1
     return chunks[0]
+
+
+def _sum_counts(counts: list[dict[str, Any]]) -> dict[str, Any]:
+    total: dict[str, Any] = {"read": 0, "blank_lines": 0, "rejected": 0, "rejected_by_code": {}}
+    for chunk_counts in counts:
+        for name in ("read", "blank_lines", "rejected"):
+            total[name] += chunk_counts[name]
+        for code, n in chunk_counts["rejected_by_code"].items():
+            total["rejected_by_code"][code] = total["rejected_by_code"].get(code, 0) + n
+    return total
 
 
 def _rejects(batch: pa.RecordBatch) -> list[tuple]:
@@ -306,8 +317,8 @@ def test_validate_records_and_derive_durations_transforms(config: WorkstreamConf
             for r in b.to_pylist()])
         reject_shapes = validated.rejects | "RejectSchemas" >> beam.Map(
             lambda b: ("rejects_batch", b.schema.equals(REJECTS_SCHEMA)))
-        total = validated.counts | beam.CombineGlobally(SumCounts()) | "Total" >> beam.Map(
-            lambda c: ("counts", json.dumps(c, sort_keys=True)))
+        total = validated.counts | beam.combiners.ToList() | "Total" >> beam.Map(
+            lambda cs: ("counts", json.dumps(_sum_counts(cs), sort_keys=True)))
         per_chunk = validated.counts | "PerChunk" >> beam.Map(lambda c: ("chunk_read", c["read"]))
         everything = (rows, shapes, rejects, reject_shapes, total, per_chunk) | beam.Flatten()
         assert_that(everything, equal_to([
@@ -340,3 +351,192 @@ def test_chunk_read_from_a_file_validates_end_to_end(config: WorkstreamConfig, t
     assert accepted.column("source_line").to_pylist() == [1, 4]
     assert _rejects(rejects) == [(3, "malformed_json", None)]
     assert (counts["read"], counts["blank_lines"]) == (3, 1)
+
+
+# --- one record never stops a run ---------------------------------------------------------------
+
+
+def _both(chunk: RawChunk, config: WorkstreamConfig, **kw) -> tuple[pa.RecordBatch, pa.RecordBatch, dict[str, Any]]:
+    """validate_chunk with and without the fast path: the same outcome, which is returned."""
+    fast = validate_chunk(chunk, config, fast=True, **kw)
+    slow = validate_chunk(chunk, config, fast=False, **kw)
+    assert fast[0].to_pylist() == slow[0].to_pylist()
+    assert fast[1].to_pylist() == slow[1].to_pylist()
+    assert fast[2] == slow[2]
+    accepted, rejects, counts = fast
+    assert counts["read"] == len(chunk) == accepted.num_rows + rejects.num_rows
+    return fast
+
+
+def test_a_start_in_year_one_derives_a_duration(config: WorkstreamConfig) -> None:
+    """A span of more than 2**53 microseconds used to fail the float cast, and with it the run."""
+    chunk = jsonl_chunk([record(task_started_at="0001-01-01T00:00:00Z", task_completed_at="2024-01-01T00:00:00Z"),
+                         record(task_started_at="0001-01-01T00:00:00Z", task_completed_at="9999-12-31T23:59:59.999999Z"),
+                         record()])
+    accepted, _, _ = _both(chunk, config)
+    out = derive_durations(accepted)
+    span = datetime(2024, 1, 1, tzinfo=UTC) - datetime(1, 1, 1, tzinfo=UTC)
+    longest = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - datetime(1, 1, 1, tzinfo=UTC)
+    assert out.column("duration").to_pylist() == [span.total_seconds(), longest.total_seconds(), 3600.0]
+    assert out.column("duration_derived").to_pylist() == [True, True, True]
+
+
+@pytest.mark.parametrize("text", ["[" * 10_000 + "]" * 10_000, '{"a": ' + "[" * 10_000 + "]" * 10_000 + "}"])
+def test_task_metadata_nested_too_deep_is_a_reject(config: WorkstreamConfig, tmp_path: Path, text: str) -> None:
+    chunk = jsonl_chunk([record(task_id="before"), record(task_metadata=text), record(task_id="after")])
+    accepted, rejects, counts = _both(chunk, config)
+    assert accepted.column("task_id").to_pylist() == ["before", "after"]
+    [reject] = rejects.to_pylist()
+    assert (reject["source_line"], reject["error_code"], reject["error_field"]) == (2, "invalid_value", "task_metadata")
+    assert "nested too deep" in reject["error_message"]
+    # the same JSON text in a CSV cell
+    header = "workstream_id,worker_id,use_case_id,task_definition_id,task_started_at,task_completed_at,task_metadata"
+    row = f"{WS},w1,{UC},{TD},2020-12-22T09:00:00Z,2020-12-22T10:00:00Z"
+    path = tmp_path / "a.csv"
+    path.write_text(f'{header}\n{row},\n{row},"{text.replace(chr(34), chr(34) * 2)}"\n{row},\n')
+    accepted, rejects, counts = _both(_one_chunk(path), config)
+    assert accepted.column("source_line").to_pylist() == [2, 4]
+    assert _rejects(rejects) == [(3, "invalid_value", "task_metadata")]
+    assert "nested too deep" in rejects.column("error_message")[0].as_py()
+
+
+_LONE = '"\\ud800"'  # a JSON string whose escape is a lone UTF-16 surrogate
+
+
+@pytest.mark.parametrize(("name", "fragment"), [
+    ("task_id", _LONE), ("worker_id", _LONE), ("unique_id", '"u\\udfff"'), ("task_started_at", '"2020-12-22T09:00:00Z\\ud800"'),
+    ("task_metadata", '{"a": "\\ud800"}'), ("task_metadata", '{"\\ud800": 1}'),
+    ("task_metadata", json.dumps('{"a": "\\ud800"}')),  # JSON text inside a string: json (not orjson) reads the escape
+    ("task_measurements", json.dumps('{"a": ["\\udc00"]}')),
+])
+def test_a_lone_surrogate_is_invalid_encoding_of_its_field(config: WorkstreamConfig, name: str, fragment: str) -> None:
+    body = json.dumps(record(**{name: None}))[:-1] + f', "{name}": {fragment}}}'
+    chunk = jsonl_chunk([record(task_id="before"), body, record(task_id="after")])
+    accepted, rejects, _ = _both(chunk, config)
+    assert accepted.column("task_id").to_pylist() == ["before", "after"]
+    assert _rejects(rejects) == [(2, "invalid_encoding", name)]
+    [reject] = rejects.to_pylist()
+    assert "not valid Unicode" in reject["error_message"] and reject["raw"] == body
+    assert reject["error_message"].encode("utf-8") and reject["raw"].encode("utf-8")  # storable
+
+
+def test_a_lone_surrogate_in_an_extra_field_is_kept_losslessly(config: WorkstreamConfig) -> None:
+    body = json.dumps(record())[:-1] + ', "note": "x\\ud800"}'
+    accepted, rejects, _ = _both(jsonl_chunk([body]), config)
+    assert rejects.num_rows == 0
+    assert accepted.column("extra_fields").to_pylist() == ['{"note":"x\\ud800"}']  # the escape, as it came
+
+
+def test_a_field_name_that_is_not_unicode_is_invalid_encoding(config: WorkstreamConfig) -> None:
+    body = json.dumps(record())[:-1] + ', "n\\ud800te": "x"}'
+    _, rejects, _ = _both(jsonl_chunk([body]), config)
+    assert _rejects(rejects) == [(1, "invalid_encoding", None)]
+    assert "field name" in rejects.column("error_message")[0].as_py()
+
+
+def test_a_lone_surrogate_escape_in_a_csv_cell_is_invalid_encoding(config: WorkstreamConfig, tmp_path: Path) -> None:
+    header = "workstream_id,worker_id,use_case_id,task_definition_id,task_started_at,task_completed_at,task_metadata"
+    row = f"{WS},w1,{UC},{TD},2020-12-22T09:00:00Z,2020-12-22T10:00:00Z"
+    path = tmp_path / "a.csv"
+    path.write_text(f'{header}\n{row},\n{row},"{{""a"": ""\\ud800""}}"\n{row},"{{""a"": ""ok""}}"\n')
+    accepted, rejects, _ = _both(_one_chunk(path), config)
+    assert accepted.column("source_line").to_pylist() == [2, 4]
+    assert _rejects(rejects) == [(3, "invalid_encoding", "task_metadata")]
+
+
+def test_invalid_utf8_in_a_csv_cell_names_its_column(config: WorkstreamConfig, tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_bytes("worker_id,task_id\nw1,t\xff\n".encode("latin-1"))
+    _, rejects, _ = _both(_one_chunk(path), config, run_workstream=WS)
+    assert _rejects(rejects) == [(2, "invalid_encoding", None)]  # the row's bytes, as for a JSON line
+    assert rejects.column("error_message")[0].as_py() == "row is not valid UTF-8: the cell of column 'task_id' is 't\ufffd'"
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"worker_id\xff,task_id\nw1,t1\nw2,t2\n", "the header row is not valid UTF-8 (column 1); save the file as UTF-8"),
+    ("worker_id,task_id\r\nw1,t1\r\nw2,t2\r\n".encode("utf-16"), "the file is UTF-16 (byte-order mark FF FE); save it as UTF-8"),
+    (b"\xff\xfe" + "worker_id,task_id\nw1,t1\nw2,t2\n".encode("utf-16-le"),
+     "the file is UTF-16 (byte-order mark FF FE); save it as UTF-8"),
+    (b"\xfe\xff" + "worker_id,task_id\nw1,t1\nw2,t2".encode("utf-16-be"),
+     "the file is UTF-16 (byte-order mark FE FF); save it as UTF-8"),
+])
+def test_a_csv_file_that_is_not_utf8_rejects_every_row_with_the_reason(config: WorkstreamConfig, tmp_path: Path,
+                                                                       data: bytes, message: str) -> None:
+    path = tmp_path / "a.csv"
+    path.write_bytes(data)
+    accepted, rejects, counts = _both(_one_chunk(path), config, run_workstream=WS)
+    assert accepted.num_rows == 0
+    assert [(r["source_line"], r["error_code"], r["error_message"]) for r in rejects.to_pylist()] == [
+        (2, "invalid_encoding", message), (3, "invalid_encoding", message)]
+    assert rejects.column("raw").to_pylist() == ["w1,t1", "w2,t2"]
+    assert counts == {"read": 2, "blank_lines": 0, "rejected": 2, "rejected_by_code": {"invalid_encoding": 2}}
+
+
+def test_when_the_fast_path_fails_the_model_decides_every_record(config: WorkstreamConfig,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    chunk = jsonl_chunk([record(task_id="a"), record(task_count="ten"), record(task_id="c")])
+    expected = validate_chunk(chunk, config, fast=False)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("fast path bug")
+
+    monkeypatch.setattr("transforms.fast_validate.Certifier.certify", broken)
+    accepted, rejects, counts = validate_chunk(chunk, config, fast=True)
+    assert accepted.column("task_id").to_pylist() == ["a", "c"]
+    assert accepted.to_pylist() == expected[0].to_pylist()
+    assert rejects.to_pylist() == expected[1].to_pylist() and counts == expected[2]
+
+
+def test_an_unexpected_error_on_one_record_rejects_that_record_only(config: WorkstreamConfig,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import transforms.validate as validate_module
+
+    real = validate_module.validate_record
+
+    def flaky(data: Any, *args: Any) -> Any:
+        if isinstance(data, dict) and data.get("task_id") == "boom":
+            raise KeyError("a bug in a rule")
+        return real(data, *args)
+
+    monkeypatch.setattr(validate_module, "validate_record", flaky)
+    chunk = jsonl_chunk([record(task_id="a"), record(task_id="boom"), record(task_id="c", worker_id=" ")])
+    accepted, rejects, counts = validate_chunk(chunk, config, fast=False)
+    assert accepted.column("task_id").to_pylist() == ["a"]
+    assert _rejects(rejects) == [(2, "invalid_value", None), (3, "missing_field", "worker_id")]
+    assert "KeyError" in rejects.column("error_message")[0].as_py()
+    assert counts["read"] == accepted.num_rows + rejects.num_rows == 3
+
+
+class _Unchecked(TaskCompleted):
+    """A newcomer's field without a kind, whose rule forgets to check the text's encoding."""
+
+    note: Annotated[str | None, BeforeValidator(lambda value: value)] = Field(None, description="Free text")
+
+
+def test_a_row_arrow_cannot_store_is_rejected_and_its_neighbours_kept(config: WorkstreamConfig) -> None:
+    """The model accepts the lone surrogate here; building the batch fails, and only that row is rejected."""
+    bad = json.dumps(record(task_id="b"))[:-1] + ', "note": "\\ud800"}'
+    chunk = jsonl_chunk([record(task_id="a", note="fine"), bad, record(task_id="c")])
+    accepted, rejects, counts = _both(chunk, config, model=_Unchecked)
+    assert [(r["task_id"], r["note"]) for r in accepted.to_pylist()] == [("a", "fine"), ("c", None)]
+    assert _rejects(rejects) == [(2, "invalid_encoding", "note")]
+    assert counts == {"read": 3, "blank_lines": 0, "rejected": 1, "rejected_by_code": {"invalid_encoding": 1}}
+
+
+def test_context_and_fast_path_lookups_are_built_once_per_validator(config: WorkstreamConfig,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from transforms import fast_validate
+
+    built = []
+    real_init = fast_validate.Certifier.__init__
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> None:
+        built.append(1)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(fast_validate.Certifier, "__init__", counting)
+    validator = ChunkValidator(config)
+    for file_index in range(3):
+        accepted, _, _ = validator.validate(jsonl_chunk([record(), record(task_id="x")], file_index=file_index))
+        assert accepted.num_rows == 2
+    assert built == [1]

@@ -20,9 +20,10 @@ from schemas.config import WorkstreamConfig
 from schemas.tables import REJECTS, TASK_COMPLETED, THROUGHPUT_DAILY
 from tests.conftest import TD, TD2, UC, record
 from transforms.counts import StageReport, SumCounts
+from transforms.durations import derive_durations
 from transforms.layout import OutputLayout
 from transforms.read import RawChunk
-from transforms.validate import derive_durations, validate_chunk
+from transforms.validate import validate_chunk
 from transforms.write import WriteRejects, WriteTables, daily_throughput
 
 RUN = "run-1"

@@ -1,17 +1,21 @@
 """Vectorized certification of records: the fast path beside the pydantic model.
 
-``certify`` looks at a chunk's parsed records column by column with pyarrow.compute and
-accepts a record only when every value is of the plain, unambiguous form it can check exactly
-(trimmed ASCII-edged strings, non-negative integers, ISO 8601 datetimes with an offset, known
-workstream/use case/task definition, ...). Every other record is *deferred* to the pydantic
-model, which decides it and writes the reject reasons. So the fast path never rejects and
-never decides a hard case; a property test (tests/test_fast_validate.py) proves that what it
+``Certifier.certify`` looks at a chunk's parsed records column by column with pyarrow.compute
+and accepts a record only when every value is of the plain, unambiguous form it can check
+exactly (trimmed ASCII-edged strings, non-negative integers, ISO 8601 datetimes with an offset,
+known workstream/use case/task definition, ...). Every other record is *deferred* to the
+pydantic model, which decides it and writes the reject reasons. So the fast path never rejects
+and never decides a hard case; a property test (tests/test_fast_validate.py) proves that what it
 accepts, it accepts with exactly the values the model produces.
+
+The fields come from the model (``schemas.record.field_specs``): each is checked by the
+converter of its ``FieldKind``. A field the fast path cannot check the way the model does (a
+kind it has no converter for, or a check of the model it does not reimplement) is left to the
+model: a record holding a value there is deferred.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -23,15 +27,21 @@ import pyarrow.compute as pc
 
 from schemas import rules
 from schemas.config import WorkstreamConfig
+from schemas.record import FieldKind, FieldSpec, TaskCompleted, field_specs, model_checks
+from schemas.tables import arrow_schema
 
-__all__ = ["certify"]
+__all__ = ["Certifier"]
 
-_STRING_FIELDS = ("workstream_id", "worker_id", "task_id", "task_url", "use_case_id", "task_definition_id",
-                  "data_source", "dataset_id", "asset_id", "unique_id")
-_REQUIRED = ("workstream_id", "worker_id", "use_case_id", "task_definition_id", "task_started_at", "task_completed_at")
-_TIMESTAMP_FIELDS = ("task_started_at", "task_completed_at", "task_created_at", "received_at")
-_OBJECT_FIELDS = ("task_metadata", "task_measurements")
 _UTC = pa.timestamp("us", tz="UTC")
+
+# The model's checks beyond the fields' kinds that ``certify`` does itself (by these fields' names).
+_REIMPLEMENTED = frozenset({
+    "TaskCompleted._blank_is_absent",  # blank is absent; the workstream from the path or the run
+    "TaskCompleted._known_workstream",  # the three: (workstream, use case, task definition) is known
+    "TaskCompleted._known_use_case",
+    "TaskCompleted._known_task_definition",
+    "TaskCompleted._not_before_start",  # completed >= started
+})
 
 # Strings the model would keep as they are: first and last character printable ASCII, not space.
 _TRIMMED = r"(?s)^[!-~](.*[!-~])?$"
@@ -45,63 +55,58 @@ _ZONED = _DATE_TIME + r"(Z|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])$"
 _NAIVE = _DATE_TIME + "$"
 _PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?", re.ASCII)
 _BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+_SEP = "\x1f"
 
 
-def certify(values: Mapping[str, list[Any]], config: WorkstreamConfig, default_tz_is_utc: bool,
-            default_workstream: str | None) -> tuple[dict[str, pa.Array], np.ndarray]:
-    """Normalized columns of the records, and the mask of the records certified.
+class Certifier:
+    """The fast path for one model and one configuration; build it once per worker."""
 
-    ``values`` holds each field's raw values (None where absent), one list per field of the
-    model, all of one length. Values of records that are not certified are meaningless and
-    must be decided by the model.
-    """
-    n = len(values["worker_id"])
-    ok = np.ones(n, dtype=bool)
-    columns: dict[str, pa.Array] = {}
+    def __init__(self, config: WorkstreamConfig, model: type[TaskCompleted] = TaskCompleted) -> None:
+        self.fields: tuple[FieldSpec, ...] = field_specs(model)
+        self._types = {f.name: f.type for f in arrow_schema(model)}
+        self._whole_records = set(model_checks(model)) <= _REIMPLEMENTED
+        self._known = pa.array(sorted(f"{w}{_SEP}{u}{_SEP}{t}" for w, ucs in config.task_definitions.items()
+                                      for u, tds in ucs.items() for t in tds), pa.string())
 
-    for name in _STRING_FIELDS:
-        array, fine = _strings(values[name])
-        columns[name] = array
-        ok &= fine
-    if default_workstream is not None:
-        columns["workstream_id"] = pc.fill_null(columns["workstream_id"], default_workstream)
-    worker = columns["worker_id"]
-    ok &= _mask(pc.or_kleene(pc.is_null(worker), pc.string_is_ascii(worker)))
-    columns["worker_id"] = pc.if_else(pc.match_substring_regex(worker, _EMAIL), pc.utf8_lower(worker), worker)
-    source = columns["data_source"]
-    ok &= _mask(pc.or_kleene(pc.is_null(source), pc.is_in(source, value_set=pa.array(rules.DATA_SOURCES))))
+    def certify(self, values: Mapping[str, list[Any]], default_tz_is_utc: bool,
+                default_workstream: str | None) -> tuple[dict[str, pa.Array], np.ndarray]:
+        """Normalized columns of the records, and the mask of the records certified.
 
-    for name in ("task_count", "subtask_count"):
-        counts, fine = _each(values[name], _count)
-        columns[name] = pa.array(counts, pa.int64())
-        ok &= fine
-    columns["task_count"] = pc.fill_null(columns["task_count"], 1)
-    durations, fine = _each(values["duration"], _duration)
-    columns["duration"] = pa.array(durations, pa.float64())
-    ok &= fine
-    flags, fine = _each(values["replace_duplicate"], _flag)
-    columns["replace_duplicate"] = pc.fill_null(pa.array(flags, pa.bool_()), True)
-    ok &= fine
+        ``values`` holds each field's raw values (None where absent), one list per field of the
+        model, all of one length. Values of records that are not certified are meaningless and
+        must be decided by the model.
+        """
+        n = len(next(iter(values.values()))) if values else 0
+        ok = np.ones(n, dtype=bool) if self._whole_records else np.zeros(n, dtype=bool)
+        columns: dict[str, pa.Array] = {}
+        for spec in self.fields:
+            convert = _CONVERTERS.get(spec.kind) if spec.kind is not None else None
+            if convert is None or not set(spec.checks) <= _REIMPLEMENTED:
+                array, fine = self._left_to_the_model(spec, values[spec.name])
+            else:
+                array, fine = convert(values[spec.name], default_tz_is_utc)
+                if spec.default is not None:
+                    array = pc.fill_null(array, pa.scalar(spec.default, array.type))
+            if spec.name == "workstream_id" and default_workstream is not None:
+                array = pc.fill_null(array, default_workstream)
+            if spec.required:
+                fine &= _mask(pc.is_valid(array))
+            columns[spec.name] = array
+            ok &= fine
+        ok &= _mask(pc.greater_equal(columns["task_completed_at"], columns["task_started_at"]))
+        triple = pc.binary_join_element_wise(columns["workstream_id"], columns["use_case_id"],
+                                             columns["task_definition_id"], _SEP)
+        ok &= _mask(pc.is_in(triple, value_set=self._known))
+        return columns, ok
 
-    for name in _TIMESTAMP_FIELDS:
-        array, fine = _timestamps(values[name], default_tz_is_utc)
-        columns[name] = array
-        ok &= fine
-    ok &= _mask(pc.greater_equal(columns["task_completed_at"], columns["task_started_at"]))
-
-    for name in _OBJECT_FIELDS:
-        maps, fine = _objects(values[name])
-        columns[name] = pa.array(maps, pa.map_(pa.string(), pa.string()))
-        ok &= fine
-
-    for name in _REQUIRED:
-        ok &= _mask(pc.is_valid(columns[name]))
-    known = pa.array([f"{w}\x1f{u}\x1f{t}" for w, ucs in config.task_definitions.items()
-                      for u, tds in ucs.items() for t in tds], pa.string())
-    triple = pc.binary_join_element_wise(columns["workstream_id"], columns["use_case_id"],
-                                         columns["task_definition_id"], "\x1f")
-    ok &= _mask(pc.is_in(triple, value_set=known))
-    return columns, ok
+    def _left_to_the_model(self, spec: FieldSpec, values: list[Any]) -> tuple[pa.Array, np.ndarray]:
+        """A field only the model can check: its default where absent; a present value defers the record."""
+        kind = self._types[spec.name]
+        fine = np.array([value is None for value in values], dtype=bool)
+        try:
+            return pa.array([spec.default] * len(values), kind), fine
+        except (pa.ArrowException, TypeError, ValueError):
+            return pa.nulls(len(values), kind), np.zeros(len(values), dtype=bool)
 
 
 def _mask(condition: pa.Array) -> np.ndarray:
@@ -109,13 +114,13 @@ def _mask(condition: pa.Array) -> np.ndarray:
     return pc.fill_null(condition, False).to_numpy(zero_copy_only=False)
 
 
-def _strings(values: list[Any]) -> tuple[pa.Array, np.ndarray]:
+def _strings(values: list[Any], _utc: bool = True) -> tuple[pa.Array, np.ndarray]:
     try:
         array = pa.array(values, pa.string())
         fine = np.ones(len(values), dtype=bool)
-    except (pa.ArrowTypeError, pa.ArrowInvalid):
-        fine = np.array([v is None or type(v) is str for v in values], dtype=bool)
-        array = pa.array([v if type(v) is str else None for v in values], pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid, UnicodeEncodeError):
+        fine = np.array([v is None or (type(v) is str and rules.encoding_problem(v) is None) for v in values], dtype=bool)
+        array = pa.array([v if ok and v is not None else None for v, ok in zip(values, fine)], pa.string())
     # Trim ASCII white space only: where what is left starts and ends with a printable ASCII
     # character, Python's str.strip() (the model's) would have stopped at the same characters.
     trimmed = pc.utf8_trim(array, characters=_ASCII_SPACE)
@@ -124,29 +129,45 @@ def _strings(values: list[Any]) -> tuple[pa.Array, np.ndarray]:
     return array, fine
 
 
+def _worker_ids(values: list[Any], _utc: bool) -> tuple[pa.Array, np.ndarray]:
+    worker, fine = _strings(values)
+    fine &= _mask(pc.or_kleene(pc.is_null(worker), pc.string_is_ascii(worker)))
+    return pc.if_else(pc.match_substring_regex(worker, _EMAIL), pc.utf8_lower(worker), worker), fine
+
+
+def _data_sources(values: list[Any], _utc: bool) -> tuple[pa.Array, np.ndarray]:
+    source, fine = _strings(values)
+    fine &= _mask(pc.or_kleene(pc.is_null(source), pc.is_in(source, value_set=pa.array(rules.DATA_SOURCES))))
+    return source, fine
+
+
 _DEFER = object()  # a value the fast path does not decide
 
 
-def _each(values: list[Any], convert: Callable[[Any], Any]) -> tuple[list[Any], np.ndarray]:
+def _each(convert: Callable[[Any], Any], kind: pa.DataType) -> Callable[[list[Any], bool], tuple[pa.Array, np.ndarray]]:
     """Convert every present value; a value ``convert`` defers becomes null and is not certified."""
-    out: list[Any] = []
-    fine = np.ones(len(values), dtype=bool)
-    for i, value in enumerate(values):
-        converted = None if value is None else convert(value)
-        if converted is _DEFER:
-            converted = None
-            fine[i] = False
-        out.append(converted)
-    return out, fine
+
+    def converter(values: list[Any], _utc: bool) -> tuple[pa.Array, np.ndarray]:
+        out: list[Any] = []
+        fine = np.ones(len(values), dtype=bool)
+        for i, value in enumerate(values):
+            converted = None if value is None else convert(value)
+            if converted is _DEFER:
+                converted = None
+                fine[i] = False
+            out.append(converted)
+        return pa.array(out, kind), fine
+
+    return converter
 
 
 def _count(value: Any) -> Any:
     kind = type(value)
-    if kind is int and 0 <= value < 2**63:
+    if kind is int and 0 <= value <= rules.MAX_COUNT:
         return value
-    if kind is float and value.is_integer() and 0 <= value < 2**63:
+    if kind is float and value.is_integer() and 0 <= value <= rules.MAX_COUNT:
         return int(value)
-    if kind is str and value.isascii() and value.isdigit() and len(value) < 19:
+    if kind is str and value.isascii() and value.isdigit() and len(value) < 19 and int(value) <= rules.MAX_COUNT:
         return int(value)
     return _DEFER
 
@@ -166,6 +187,16 @@ def _flag(value: Any) -> Any:
     if type(value) is str:
         return _BOOL_TEXT.get(value.lower(), _DEFER)
     return _DEFER
+
+
+def _key_values(value: Any) -> Any:
+    """The model's own rule: objects are rare and varied enough that a second copy would only drift."""
+    if type(value) is not str and type(value) is not dict:
+        return _DEFER
+    try:
+        return rules.parse_object(value)
+    except rules.RuleError:
+        return _DEFER
 
 
 def _timestamps(values: list[Any], default_tz_is_utc: bool) -> tuple[pa.Array, np.ndarray]:
@@ -199,24 +230,14 @@ def _cast_or_null(text: pa.Array, kind: pa.DataType) -> pa.Array:
         return pa.concat_arrays([_cast_or_null(text[:middle], kind), _cast_or_null(text[middle:], kind)])
 
 
-def _objects(values: list[Any]) -> tuple[list[dict[str, str | None] | None], np.ndarray]:
-    out: list[dict[str, str | None] | None] = []
-    fine = np.ones(len(values), dtype=bool)
-    for i, value in enumerate(values):
-        if type(value) is str:
-            try:
-                value = json.loads(value)
-            except ValueError:
-                value = None
-            if type(value) is not dict:
-                out.append(None)
-                fine[i] = False
-                continue
-        if value is None:
-            out.append(None)
-        elif type(value) is dict:
-            out.append({k: v if type(v) is str else rules.json_text(v) for k, v in value.items()})
-        else:
-            out.append(None)
-            fine[i] = False
-    return out, fine
+# How the fast path checks each kind: raw values -> (normalized column, mask of the values it certifies).
+_CONVERTERS: dict[FieldKind, Callable[[list[Any], bool], tuple[pa.Array, np.ndarray]]] = {
+    FieldKind.STRING: _strings,
+    FieldKind.WORKER_ID: _worker_ids,
+    FieldKind.DATA_SOURCE: _data_sources,
+    FieldKind.COUNT: _each(_count, pa.int64()),
+    FieldKind.SECONDS: _each(_duration, pa.float64()),
+    FieldKind.FLAG: _each(_flag, pa.bool_()),
+    FieldKind.TIMESTAMP: _timestamps,
+    FieldKind.KEY_VALUES: _each(_key_values, pa.map_(pa.string(), pa.string())),
+}

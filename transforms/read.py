@@ -8,9 +8,10 @@ records; a reshuffle then spreads the chunks over workers.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import unquote
@@ -18,6 +19,9 @@ from urllib.parse import unquote
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+
+from schemas.errors import ErrorCode
+from schemas.rules import encoding_problem
 
 __all__ = [
     "InputFile",
@@ -33,6 +37,7 @@ _JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 _PATH_WORKSTREAM = re.compile(r"(?:^|/)workstream_id=([^/]+)/")
 _BLOCK = 4 << 20
 _BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _CSV_FIELD_LIMIT = 2**31 - 1
 
 
@@ -51,7 +56,7 @@ class RawChunk:
     ``raws`` hold the record text as read: bytes for JSON lines, str for CSV rows (decoded
     with surrogate escapes, so invalid UTF-8 is still visible to validation). ``cells`` holds
     the parsed CSV cells. ``problems`` holds a (code, message) a record already failed with
-    while being read (too large, malformed CSV), else None.
+    while being read (too large, malformed CSV, a file that is not UTF-8), else None.
     """
 
     source_file: str
@@ -62,7 +67,7 @@ class RawChunk:
     lines: list[int] = field(default_factory=list)
     raws: list[bytes | str] = field(default_factory=list)
     cells: list[list[str] | None] = field(default_factory=list)
-    problems: list[tuple[str, str] | None] = field(default_factory=list)
+    problems: list[tuple[ErrorCode, str] | None] = field(default_factory=list)
     blank_lines: int = 0
 
     def __len__(self) -> int:
@@ -142,7 +147,7 @@ def read_chunks(
         yield chunk
 
 
-_Record = tuple[int, "bytes | str | None", "list[str] | None", "tuple[str, str] | None"]
+_Record = tuple[int, "bytes | str | None", "list[str] | None", "tuple[ErrorCode, str] | None"]
 
 
 def _iter_lines(handle) -> Iterator[bytes]:  # noqa: ANN001 - any FileSystems file object
@@ -170,7 +175,8 @@ def _jsonl_records(lines: Iterable[bytes], max_record_bytes: int) -> Iterator[_R
         if not body.strip():
             yield number, None, None, None
         elif len(body) > max_record_bytes:
-            yield number, body, None, ("record_too_large", f"line is {len(body)} bytes, over the {max_record_bytes}-byte limit")
+            yield number, body, None, (ErrorCode.RECORD_TOO_LARGE,
+                                       f"line is {len(body)} bytes, over the {max_record_bytes}-byte limit")
         else:
             yield number, body, None, None
 
@@ -179,35 +185,48 @@ class _LineTap:
     """Feeds text lines to ``csv.reader`` and remembers them, to keep each row's raw text.
 
     Bytes are decoded a block at a time (with surrogate escapes, so invalid UTF-8 stays
-    visible to validation), which is what keeps CSV reading cheap.
+    visible to validation), which is what keeps CSV reading cheap. A file that starts with a
+    UTF-16 byte-order mark is decoded as UTF-16, so that its rows can be told apart and each
+    rejected with the reason (``utf16_bom``).
     """
 
     def __init__(self, lines: Iterable[bytes]) -> None:
         self.taken: list[str] = []
+        self.utf16_bom: bytes | None = None
         self.lines = self._decoded(lines)
 
     def _decoded(self, lines: Iterable[bytes]) -> Iterator[str]:
-        taken = self.taken
+        decoder: codecs.IncrementalDecoder | None = None
+        pending = ""
         batch: list[bytes] = []
         for line in lines:
+            if decoder is None:
+                decoder = self._decoder_for(line)
             batch.append(line)
             if len(batch) == 4096:
-                yield from self._emit(batch, taken)
+                pending = yield from self._emit(pending + decoder.decode(b"".join(batch)))
                 batch = []
-        yield from self._emit(batch, taken)
+        if decoder is not None:
+            last = yield from self._emit(pending + decoder.decode(b"".join(batch), final=True))
+            if last:
+                self.taken.append(last)
+                yield last
 
-    @staticmethod
-    def _emit(batch: list[bytes], taken: list[str]) -> Iterator[str]:
-        text = b"".join(batch).decode("utf-8", errors="surrogateescape")
+    def _decoder_for(self, first_line: bytes) -> codecs.IncrementalDecoder:
+        if first_line.startswith(_UTF16_BOMS):
+            self.utf16_bom = first_line[:2]
+            return codecs.getincrementaldecoder("utf-16")(errors="replace")
+        return codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
+
+    def _emit(self, text: str) -> Generator[str, None, str]:
+        """Yield the whole lines of ``text``; give back what follows the last line ending."""
         pieces = text.split("\n")
-        last = pieces.pop()
+        rest = pieces.pop()
         for piece in pieces:
             line = piece + "\n"
-            taken.append(line)
+            self.taken.append(line)
             yield line
-        if last:
-            taken.append(last)
-            yield last
+        return rest
 
     def drain(self) -> str:
         text = "".join(self.taken)
@@ -215,8 +234,24 @@ class _LineTap:
         return text.rstrip("\r\n")
 
 
+def _unusable(tap: _LineTap, header: list[str]) -> tuple[ErrorCode, str] | None:
+    """Why no row of the file can be read because of its encoding, or None."""
+    if tap.utf16_bom is not None:
+        mark = tap.utf16_bom.hex(" ").upper()
+        return ErrorCode.INVALID_ENCODING, f"the file is UTF-16 (byte-order mark {mark}); save it as UTF-8"
+    for number, name in enumerate(header, start=1):
+        if encoding_problem(name) is not None:
+            return (ErrorCode.INVALID_ENCODING,
+                    f"the header row is not valid UTF-8 (column {number}); save the file as UTF-8")
+    return None
+
+
 def _csv_records(lines: Iterable[bytes], max_record_bytes: int, chunk: RawChunk) -> Iterator[_Record]:
-    """CSV rows numbered as a spreadsheet shows them (header = 1); the header goes into ``chunk``."""
+    """CSV rows numbered as a spreadsheet shows them (header = 1); the header goes into ``chunk``.
+
+    When the header row cannot be used (not valid CSV, not UTF-8, a UTF-16 file), every row of
+    the file is still read and rejected with the reason, so that nothing is lost unseen.
+    """
     # The csv module's field limit would abort a long quoted cell mid-way and turn the rest of
     # it into bogus rows; lift it (the setting is process-wide, so always to the same value)
     # and judge a row's size once it is whole.
@@ -224,6 +259,7 @@ def _csv_records(lines: Iterable[bytes], max_record_bytes: int, chunk: RawChunk)
     tap = _LineTap(lines)
     reader = csv.reader(tap.lines, strict=True)
     header: list[str] | None = None
+    unusable: tuple[ErrorCode, str] | None = None  # why the header cannot be used
     row_number = 0
     while True:
         row_number += 1
@@ -236,22 +272,30 @@ def _csv_records(lines: Iterable[bytes], max_record_bytes: int, chunk: RawChunk)
             if header is None:  # no usable header: every row of the file is rejected with the reason
                 header = []
                 chunk.header = ()
-                yield row_number, raw, None, ("malformed_csv", f"the header row is not valid CSV: {exc}")
+                unusable = _unusable(tap, header)
+                if unusable is not None:
+                    yield row_number, raw, None, unusable
+                    continue
+                unusable = (ErrorCode.MALFORMED_CSV, "the file's header row is not valid CSV, so no row can be read")
+                yield row_number, raw, None, (ErrorCode.MALFORMED_CSV, f"the header row is not valid CSV: {exc}")
                 continue
-            yield row_number, raw, None, ("malformed_csv", f"row is not valid CSV: {exc}")
+            yield row_number, raw, None, (ErrorCode.MALFORMED_CSV, f"row is not valid CSV: {exc}")
             continue
         raw = tap.drain()
         if header is None:
             header = [name.strip() for name in cells]
+            unusable = _unusable(tap, header)
+            if unusable is not None:
+                header = []
             chunk.header = tuple(header)
             continue
         if not cells:
             yield row_number, None, None, None
         elif len(raw) * 4 > max_record_bytes and len(raw.encode("utf-8", errors="surrogateescape")) > max_record_bytes:
-            yield row_number, raw, None, ("record_too_large", f"row is over the {max_record_bytes}-byte limit")
-        elif not header:
-            yield row_number, raw, None, ("malformed_csv", "the file's header row is not valid CSV, so no row can be read")
+            yield row_number, raw, None, (ErrorCode.RECORD_TOO_LARGE, f"row is over the {max_record_bytes}-byte limit")
+        elif unusable is not None:
+            yield row_number, raw, None, unusable
         elif len(cells) != len(header):
-            yield row_number, raw, None, ("malformed_csv", f"row has {len(cells)} cells but the header has {len(header)}")
+            yield row_number, raw, None, (ErrorCode.MALFORMED_CSV, f"row has {len(cells)} cells but the header has {len(header)}")
         else:
             yield row_number, raw, cells, None

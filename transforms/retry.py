@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 import pyarrow as pa
 
+from schemas.errors import ErrorCode
 from transforms.read import InputFile, RawChunk, detect_format, path_workstream, read_chunks
 
 __all__ = ["csv_header", "rejected_chunks"]
@@ -52,7 +53,7 @@ def rejected_chunks(rejects: pa.Table, headers: Mapping[str, tuple[str, ...] | N
             raw = str(row["raw"])
             chunk.lines.append(int(str(row["source_line"])))
             size = len(raw.encode("utf-8", errors="surrogateescape"))
-            problem = ("record_too_large", f"record is {size} bytes, over the {max_record_bytes}-byte limit") \
+            problem = (ErrorCode.RECORD_TOO_LARGE, f"record is {size} bytes, over the {max_record_bytes}-byte limit") \
                 if size > max_record_bytes else None
             if kind == "jsonl":
                 chunk.raws.append(raw.encode("utf-8", errors="surrogateescape"))
@@ -66,7 +67,7 @@ def rejected_chunks(rejects: pa.Table, headers: Mapping[str, tuple[str, ...] | N
                 fits = header is not None and len(cells) == len(header)
                 chunk.cells.append(cells if fits else None)
                 if problem is None and not fits:
-                    problem = ("malformed_csv", f"row has {len(cells)} cells but the header has {len(header or ())}")
-            chunk.problems.append(problem)  # type: ignore[arg-type]
+                    problem = (ErrorCode.MALFORMED_CSV, f"row has {len(cells)} cells but the header has {len(header or ())}")
+            chunk.problems.append(problem)
         chunks.append(chunk)
     return chunks, left

@@ -1,13 +1,18 @@
-"""Validate and normalize raw records, and derive durations.
+"""Validate and normalize raw records.
 
 Every raw record ends in exactly one of two outputs: a row of an accepted Arrow batch, or a
 row of a rejects batch (tag ``rejects``) with a code, the field, a message and its raw text.
 Per-chunk counts leave on the ``counts`` tag. Data leaves as Arrow record batches, one per
 chunk, never as one Python object per record.
+
+Validation of a chunk is total: whatever one record holds, and whatever goes wrong while
+checking or storing it, that record becomes a reject and its neighbours are unaffected.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Iterator
 from datetime import timezone, tzinfo
 from typing import Any
@@ -17,21 +22,23 @@ import apache_beam as beam
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from schemas import rules
 from schemas.config import WorkstreamConfig
-from schemas.record import FIELD_ORDER, FieldError, RecordContext, validate_record
-from schemas.tables import REJECTS, TASK_COMPLETED
-from transforms.fast_validate import certify
+from schemas.errors import ErrorCode
+from schemas.record import FieldError, RecordContext, TaskCompleted, validate_record
+from schemas.tables import REJECTS, TASK_COMPLETED, arrow_schema
+from transforms.fast_validate import Certifier
 from transforms.read import RawChunk
 
 __all__ = [
     "ACCEPTED_SCHEMA",
+    "COUNTS",
+    "REJECTED",
     "REJECTS_SCHEMA",
-    "DeriveDurations",
+    "ChunkValidator",
     "ValidateRecords",
-    "derive_durations",
+    "accepted_schema",
     "sequence_number",
     "validate_chunk",
 ]
@@ -39,20 +46,26 @@ __all__ = [
 COUNTS = "counts"
 REJECTED = "rejects"
 
-# Internal batch schemas: table columns known at this stage plus ``_seq``, the record's place
-# in SPEC 2.4's order, which dedupe sorts by. ``duration`` is still optional here.
-_RECORD_COLUMNS = (*FIELD_ORDER, "extra_fields", "source_file", "source_line")
-ACCEPTED_SCHEMA = pa.schema(
-    [TASK_COMPLETED.schema.field(name) for name in _RECORD_COLUMNS] + [pa.field("_seq", pa.int64(), nullable=False)]
-).set(FIELD_ORDER.index("duration"), TASK_COMPLETED.schema.field("duration").with_nullable(True))
-REJECTS_SCHEMA = REJECTS.file_schema.append(pa.field("_seq", pa.int64(), nullable=False))
-
-_KNOWN = frozenset(FIELD_ORDER)
+_LINEAGE = ("extra_fields", "source_file", "source_line")
+_SEQ = pa.field("_seq", pa.int64(), nullable=False)
 _LINE_BITS = 40  # a file holds fewer than 2**40 lines; a run fewer than 2**23 files
+_JSON_FALLBACK_DEPTH = 512  # nesting that json (which recurses) reads safely, for lines orjson refuses
+
+
+@functools.cache
+def accepted_schema(model: type[TaskCompleted] = TaskCompleted) -> pa.Schema:
+    """Schema of the accepted batches of a record model: its fields (``duration`` still optional),
+    lineage, and ``_seq``, the record's place in the input order, which dedupe sorts by."""
+    fields = list(arrow_schema(model)) + [TASK_COMPLETED.schema.field(name) for name in _LINEAGE]
+    return pa.schema([*fields, _SEQ])
+
+
+ACCEPTED_SCHEMA = accepted_schema(TaskCompleted)
+REJECTS_SCHEMA = REJECTS.file_schema.append(_SEQ)
 
 
 def sequence_number(file_index: int, line: int) -> int:
-    """A record's rank in SPEC 2.4's order (file, then line) as one sortable int64."""
+    """A record's rank in the input order (file, then line) as one sortable int64."""
     return (file_index << _LINE_BITS) | line
 
 
@@ -71,172 +84,278 @@ class ValidateRecords(beam.PTransform):
         ).with_outputs(REJECTED, COUNTS, main="accepted")
 
 
-class DeriveDurations(beam.PTransform):
-    """Fill ``duration`` where absent as completed minus started, and flag it (vectorized)."""
-
-    def expand(self, batches: beam.PCollection[pa.RecordBatch]) -> beam.PCollection[pa.RecordBatch]:
-        return batches | "FillDuration" >> beam.Map(derive_durations)
-
-
-def derive_durations(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """``duration`` = completed - started in seconds where absent; ``duration_derived`` says so."""
-    given = batch.column("duration")
-    derived = pc.is_null(given)
-    elapsed_us = pc.cast(pc.subtract(batch.column("task_completed_at"), batch.column("task_started_at")), pa.int64())
-    elapsed = pc.divide(pc.cast(elapsed_us, pa.float64()), 1_000_000.0)
-    duration = pc.if_else(derived, elapsed, given)
-    index = batch.schema.get_field_index("duration")
-    batch = batch.set_column(index, batch.schema.field(index).with_nullable(False), duration)
-    return batch.append_column(TASK_COMPLETED.schema.field("duration_derived"), derived)
-
-
 def validate_chunk(chunk: RawChunk, config: WorkstreamConfig, default_tz: tzinfo = timezone.utc,
-                   run_workstream: str | None = None,
-                   fast: bool = True) -> tuple[pa.RecordBatch, pa.RecordBatch, dict[str, Any]]:
+                   run_workstream: str | None = None, fast: bool = True,
+                   model: type[TaskCompleted] = TaskCompleted) -> tuple[pa.RecordBatch, pa.RecordBatch, dict[str, Any]]:
     """Validate one chunk: (accepted batch, rejects batch, counts). Pure; no Beam.
 
-    With ``fast``, the vectorized ``certify`` accepts the plain records in bulk and only the
-    rest go through the pydantic model one by one; the outcome is the same either way.
+    A convenience for one chunk: a worker builds one ``ChunkValidator`` and reuses it.
     """
-    context = RecordContext(config=config, default_tz=default_tz,
-                            path_workstream=chunk.path_workstream, run_workstream=run_workstream)
-    parsed = _parse_all(chunk)
-    certified = np.zeros(len(chunk), dtype=bool)
-    batches = []
-    if fast:
-        batch, certified = _certified_batch(chunk, parsed, context)
+    return ChunkValidator(config, default_tz, run_workstream, model).validate(chunk, fast=fast)
+
+
+class ChunkValidator:
+    """Validates chunks for one run: what is costly to build (the fast path's lookups, the
+    record contexts) is built once here, not per chunk."""
+
+    def __init__(self, config: WorkstreamConfig, default_tz: tzinfo = timezone.utc, run_workstream: str | None = None,
+                 model: type[TaskCompleted] = TaskCompleted) -> None:
+        self._config = config
+        self._default_tz = default_tz
+        self._run_workstream = run_workstream
+        self._model = model
+        self._certifier = Certifier(config, model)
+        self._names = tuple(spec.name for spec in self._certifier.fields)
+        self._known = frozenset(self._names)
+        self._schema = accepted_schema(model)
+        self._utc = default_tz is timezone.utc or str(default_tz) == "UTC"
+        self._contexts: dict[str | None, RecordContext] = {}
+
+    def _context(self, path_workstream: str | None) -> RecordContext:
+        context = self._contexts.get(path_workstream)
+        if context is None:
+            context = RecordContext(config=self._config, default_tz=self._default_tz,
+                                    path_workstream=path_workstream, run_workstream=self._run_workstream)
+            self._contexts[path_workstream] = context
+        return context
+
+    def validate(self, chunk: RawChunk, fast: bool = True) -> tuple[pa.RecordBatch, pa.RecordBatch, dict[str, Any]]:
+        """(accepted batch, rejects batch, counts) of one chunk; read = accepted + rejected.
+
+        With ``fast``, the vectorized ``Certifier`` accepts the plain records in bulk and only the
+        rest go through the pydantic model one by one; the outcome is the same either way. If the
+        fast path fails on a chunk, it certifies nothing and the model decides every record.
+        """
+        context = self._context(chunk.path_workstream)
+        parsed = [self._parse(chunk, position) for position in range(len(chunk))]
+        certified = np.zeros(len(chunk), dtype=bool)
+        batches = []
+        if fast:
+            try:
+                batch, certified = self._certified_batch(chunk, parsed, context)
+                batches.append(batch)
+            except Exception:  # noqa: BLE001 - the model below decides every record instead
+                certified = np.zeros(len(chunk), dtype=bool)
+        accepted: dict[str, list[Any]] = {name: [] for name in self._schema.names}
+        positions: list[int] = []
+        rejects: list[tuple[int, list[FieldError]]] = []
+        for position in np.flatnonzero(~certified).tolist():
+            try:
+                errors = self._check(chunk, position, parsed[position], context, accepted)
+            except Exception as exc:  # noqa: BLE001 - one record never stops the run
+                errors = [FieldError.from_exception(exc)]
+            if errors:
+                rejects.append((position, errors))
+            else:
+                positions.append(position)
+        batch, unstorable = self._accepted_batch(accepted)
         batches.append(batch)
-    accepted: dict[str, list[Any]] = {name: [] for name in ACCEPTED_SCHEMA.names}
-    rejects: dict[str, list[Any]] = {name: [] for name in REJECTS_SCHEMA.names}
-    by_code: dict[str, int] = {}
-    for position in np.flatnonzero(~certified).tolist():
-        line = chunk.lines[position]
-        seq = sequence_number(chunk.file_index, line)
-        data, problem = parsed[position]
-        if chunk.kind == "csv" and problem is None:
+        rejects += [(positions[i], [error]) for i, error in unstorable]
+        combined = pa.Table.from_batches(batches, schema=self._schema)
+        if len(batches) > 1 and batches[0].num_rows and batch.num_rows:
+            combined = combined.sort_by("_seq")
+        rejects.sort(key=lambda reject: reject[0])
+        by_code: dict[str, int] = {}
+        for _, errors in rejects:
+            by_code[str(errors[0].code)] = by_code.get(str(errors[0].code), 0) + 1
+        counts = {"read": len(chunk), "blank_lines": chunk.blank_lines, "rejected": len(rejects),
+                  "rejected_by_code": by_code}
+        return _one_batch(combined, self._schema), self._rejects_batch(chunk, parsed, rejects, context), counts
+
+    # --- one record at a time: the model ------------------------------------------------------
+
+    def _check(self, chunk: RawChunk, position: int, parsed: tuple[Any, FieldError | None], context: RecordContext,
+               accepted: dict[str, list[Any]]) -> list[FieldError]:
+        """The record's errors; none when it is accepted (its row then added to ``accepted``)."""
+        data, problem = parsed
+        if problem is not None:
+            return [problem]
+        if chunk.kind == "csv":
             data = _csv_record(chunk, position)
-        if problem is None:
-            verdict = validate_record(data, context)
-            if verdict.record is not None:
-                values = verdict.record.__dict__
-                for name in FIELD_ORDER:
-                    accepted[name].append(values[name])
-                extra = verdict.record.__pydantic_extra__
-                accepted["extra_fields"].append(rules.json_text(extra) if extra else None)
-                accepted["source_file"].append(chunk.source_file)
-                accepted["source_line"].append(line)
-                accepted["_seq"].append(seq)
+        verdict = validate_record(data, context, self._model)
+        if verdict.record is None:
+            return verdict.errors
+        values = verdict.record.__dict__
+        extra = verdict.record.__pydantic_extra__
+        line = chunk.lines[position]
+        row = [values[name] for name in self._names]
+        row += [rules.json_text(extra) if extra else None, chunk.source_file, line,
+                sequence_number(chunk.file_index, line)]
+        for name, value in zip(self._schema.names, row):
+            accepted[name].append(value)
+        return []
+
+    def _accepted_batch(self, accepted: dict[str, list[Any]]) -> tuple[pa.RecordBatch, list[tuple[int, FieldError]]]:
+        """The model's accepted rows as a batch, and the rows Arrow cannot store (by index), each
+        with the reason: they are found one row at a time, so the other rows are unaffected."""
+        try:
+            return pa.RecordBatch.from_pydict(accepted, schema=self._schema), []
+        except Exception:  # noqa: BLE001 - find the rows that cannot be stored
+            pass
+        kept: dict[str, list[Any]] = {name: [] for name in self._schema.names}
+        unstorable = []
+        for i in range(len(accepted["_seq"])):
+            row = {name: column[i] for name, column in accepted.items()}
+            error = self._unstorable(row)
+            if error is not None:
+                unstorable.append((i, error))
                 continue
-            errors = verdict.errors
+            for name, value in row.items():
+                kept[name].append(value)
+        return pa.RecordBatch.from_pydict(kept, schema=self._schema), unstorable
+
+    def _unstorable(self, row: dict[str, Any]) -> FieldError | None:
+        """Why Arrow cannot store this row (naming the field when one is the cause), or None."""
+        try:
+            pa.RecordBatch.from_pydict({name: [value] for name, value in row.items()}, schema=self._schema)
+            return None
+        except Exception as exc:  # noqa: BLE001 - the reason becomes the reject's message
+            reason = FieldError.from_exception(exc)
+        for name, value in row.items():
+            try:
+                pa.array([value], self._schema.field(name).type)
+            except Exception as exc:  # noqa: BLE001 - the field that cannot be stored, and why
+                return FieldError.from_exception(exc, name if name in self._known else None)
+        return reason
+
+    # --- in bulk: the fast path ---------------------------------------------------------------
+
+    def _certified_batch(self, chunk: RawChunk, parsed: list[tuple[Any, FieldError | None]],
+                         context: RecordContext) -> tuple[pa.RecordBatch, np.ndarray]:
+        """The records the fast path accepts, as a batch, and the mask of them over the chunk."""
+        certified = np.zeros(len(chunk), dtype=bool)
+        if chunk.kind == "csv":
+            candidates = [i for i, (_, problem) in enumerate(parsed) if problem is None]
+            values, extras = self._csv_columns(chunk, candidates)
         else:
-            errors = [FieldError(problem[0], None, problem[1])]
-        first = errors[0]
-        by_code[first.code] = by_code.get(first.code, 0) + 1
-        rejects["source_file"].append(chunk.source_file)
-        rejects["source_line"].append(line)
-        rejects["workstream_id"].append(_known_workstream(data, context))
-        rejects["error_code"].append(first.code)
-        rejects["error_field"].append(first.field)
-        rejects["error_message"].append("; ".join(e.describe() for e in errors))
-        rejects["raw"].append(_raw_text(chunk.raws[position]))
-        rejects["_seq"].append(seq)
-    batches.append(pa.RecordBatch.from_pydict(accepted, schema=ACCEPTED_SCHEMA))
-    combined = pa.Table.from_batches(batches, schema=ACCEPTED_SCHEMA)
-    if fast and accepted["_seq"] and certified.any():
-        combined = combined.sort_by("_seq")
-    counts = {"read": len(chunk), "blank_lines": chunk.blank_lines, "rejected": sum(by_code.values()),
-              "rejected_by_code": by_code}
-    return (_one_batch(combined), pa.RecordBatch.from_pydict(rejects, schema=REJECTS_SCHEMA), counts)
+            candidates, extras = [], []
+            for i, (data, problem) in enumerate(parsed):
+                if problem is None and type(data) is dict:
+                    others = data.keys() - self._known
+                    if all(rules.encoding_problem(name) is None for name in others):  # else the model rejects it
+                        candidates.append(i)
+                        extras.append(self._extra_text(data) if others else None)
+            records = [parsed[i][0] for i in candidates]
+            values = {name: [r.get(name) for r in records] for name in self._names}
+        if not candidates:
+            return _empty_batch(self._schema), certified
+        columns, ok = self._certifier.certify(values, self._utc, context.path_workstream or context.run_workstream)
+        index = np.asarray(candidates)
+        lines = [chunk.lines[i] for i in candidates]
+        columns["extra_fields"] = pa.array(extras, pa.string())
+        columns["source_file"] = pa.array([chunk.source_file] * len(candidates), pa.string())
+        columns["source_line"] = pa.array(lines, pa.int64())
+        columns["_seq"] = pa.array([sequence_number(chunk.file_index, line) for line in lines], pa.int64())
+        batch = pa.RecordBatch.from_arrays([columns[name] for name in self._schema.names], schema=self._schema)
+        batch = batch.filter(pa.array(ok))
+        certified[index[ok]] = True
+        return batch, certified
+
+    def _csv_columns(self, chunk: RawChunk, rows: list[int]) -> tuple[dict[str, list[Any]], list[str | None]]:
+        """Raw values per field straight from the cells (transposed in C); an empty cell is absent."""
+        header = chunk.header or ()
+        by_column = list(zip(*(chunk.cells[i] or () for i in rows))) if rows else [() for _ in header]
+        values: dict[str, list[Any]] = {name: [None] * len(rows) for name in self._names}
+        extra_columns = []
+        for name, cells in zip(header, by_column):
+            if name in self._known:
+                values[name] = [cell or None for cell in cells]
+            else:
+                extra_columns.append((name, cells))
+        extras: list[str | None] = [None] * len(rows)
+        if extra_columns:
+            for position in range(len(rows)):
+                found = {name: cells[position] for name, cells in extra_columns if cells[position] != ""}
+                extras[position] = rules.json_text(found) if found else None
+        return values, extras
+
+    def _extra_text(self, record: dict[str, Any]) -> str:
+        return rules.json_text({k: v for k, v in record.items() if k not in self._known})
+
+    # --- reading a record and writing a reject -------------------------------------------------
+
+    def _parse(self, chunk: RawChunk, position: int) -> tuple[Any, FieldError | None]:
+        """The parsed JSON of a record (a CSV row becomes a mapping only when needed), or the
+        problem that prevents reading it."""
+        try:
+            return self._parse_or_raise(chunk, position)
+        except Exception as exc:  # noqa: BLE001 - one record never stops the run
+            return None, FieldError.from_exception(exc)
+
+    def _parse_or_raise(self, chunk: RawChunk, position: int) -> tuple[Any, FieldError | None]:
+        problem = chunk.problems[position]
+        if problem is not None:
+            return None, FieldError(_error_code(problem[0]), None, problem[1])
+        if chunk.kind == "csv":
+            return None, _csv_encoding(chunk, position)
+        raw = chunk.raws[position]
+        assert isinstance(raw, bytes)
+        return _parse_json(raw)
+
+    def _rejects_batch(self, chunk: RawChunk, parsed: list[tuple[Any, FieldError | None]],
+                       rejects: list[tuple[int, list[FieldError]]], context: RecordContext) -> pa.RecordBatch:
+        columns: dict[str, list[Any]] = {name: [] for name in REJECTS_SCHEMA.names}
+        for position, errors in rejects:
+            line = chunk.lines[position]
+            data, problem = parsed[position]
+            if chunk.kind == "csv" and problem is None:  # a row the model read: its own workstream counts
+                data = _csv_record(chunk, position)
+            columns["source_file"].append(_storable(chunk.source_file))
+            columns["source_line"].append(line)
+            columns["workstream_id"].append(_known_workstream(data, context))
+            columns["error_code"].append(str(errors[0].code))
+            columns["error_field"].append(errors[0].field and _storable(errors[0].field))
+            columns["error_message"].append(_storable("; ".join(e.describe() for e in errors)))
+            columns["raw"].append(_raw_text(chunk.raws[position]))
+            columns["_seq"].append(sequence_number(chunk.file_index, line))
+        return pa.RecordBatch.from_pydict(columns, schema=REJECTS_SCHEMA)
 
 
-def _certified_batch(chunk: RawChunk, parsed: list[tuple[Any, tuple[str, str] | None]],
-                     context: RecordContext) -> tuple[pa.RecordBatch, np.ndarray]:
-    """The records ``certify`` accepts, as a batch, and the mask of them over the chunk."""
-    certified = np.zeros(len(chunk), dtype=bool)
-    if chunk.kind == "csv":
-        candidates = [i for i, (_, problem) in enumerate(parsed) if problem is None]
-        values, extras = _csv_columns(chunk, candidates)
-    else:
-        candidates = [i for i, (data, problem) in enumerate(parsed) if problem is None and type(data) is dict]
-        records = [parsed[i][0] for i in candidates]
-        values = {name: [r.get(name) for r in records] for name in FIELD_ORDER}
-        extras = [_extra_text(r) if len(r.keys() - _KNOWN) else None for r in records]
-    if not candidates:
-        return _empty_batch(), certified
-    utc = context.default_tz is timezone.utc or str(context.default_tz) == "UTC"
-    columns, ok = certify(values, context.config, utc, context.path_workstream or context.run_workstream)
-    index = np.asarray(candidates)
-    certified[index[ok]] = True
-    lines = [chunk.lines[i] for i in candidates]
-    columns["extra_fields"] = pa.array(extras, pa.string())
-    columns["source_file"] = pa.array([chunk.source_file] * len(candidates), pa.string())
-    columns["source_line"] = pa.array(lines, pa.int64())
-    columns["_seq"] = pa.array([sequence_number(chunk.file_index, line) for line in lines], pa.int64())
-    batch = pa.RecordBatch.from_arrays([columns[name] for name in ACCEPTED_SCHEMA.names], schema=ACCEPTED_SCHEMA)
-    return batch.filter(pa.array(ok)), certified
+def _error_code(code: str) -> ErrorCode:
+    """The member for a code given as its string (as a reader outside this package may give it)."""
+    return code if isinstance(code, ErrorCode) else ErrorCode(code)
 
 
-def _csv_columns(chunk: RawChunk, rows: list[int]) -> tuple[dict[str, list[Any]], list[str | None]]:
-    """Raw values per field straight from the cells (transposed in C); an empty cell is absent."""
-    header = chunk.header or ()
-    by_column = list(zip(*(chunk.cells[i] for i in rows))) if rows else [() for _ in header]
-    values: dict[str, list[Any]] = {name: [None] * len(rows) for name in FIELD_ORDER}
-    extra_columns = []
-    for name, cells in zip(header, by_column):
-        if name in _KNOWN:
-            values[name] = [cell or None for cell in cells]
-        else:
-            extra_columns.append((name, cells))
-    extras: list[str | None] = [None] * len(rows)
-    if extra_columns:
-        for position in range(len(rows)):
-            found = {name: cells[position] for name, cells in extra_columns if cells[position] != ""}
-            extras[position] = rules.json_text(found) if found else None
-    return values, extras
-
-
-def _extra_text(record: dict[str, Any]) -> str:
-    return rules.json_text({k: v for k, v in record.items() if k not in _KNOWN})
-
-
-def _empty_batch() -> pa.RecordBatch:
-    return pa.RecordBatch.from_pydict({name: [] for name in ACCEPTED_SCHEMA.names}, schema=ACCEPTED_SCHEMA)
-
-
-def _one_batch(table: pa.Table) -> pa.RecordBatch:
-    return table.combine_chunks().to_batches()[0] if table.num_rows else _empty_batch()
-
-
-def _parse_all(chunk: RawChunk) -> list[tuple[Any, tuple[str, str] | None]]:
-    """Per record: the parsed JSON (JSONL; CSV rows become mappings only when needed), or the
-    problem that prevents reading it."""
-    if chunk.kind == "jsonl":
-        return [_parse_json(chunk, position) for position in range(len(chunk))]
-    return [(None, problem or _csv_encoding(raw)) for problem, raw in zip(chunk.problems, chunk.raws)]
-
-
-def _parse_json(chunk: RawChunk, position: int) -> tuple[Any, tuple[str, str] | None]:
-    problem = chunk.problems[position]
-    if problem is not None:
-        return None, problem
-    raw = chunk.raws[position]
-    assert isinstance(raw, bytes)
+def _parse_json(raw: bytes) -> tuple[Any, FieldError | None]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return None, ("invalid_encoding", f"line is not valid UTF-8 (byte {exc.start})")
+        return None, FieldError(ErrorCode.INVALID_ENCODING, None, f"line is not valid UTF-8 (byte {exc.start})")
     try:
         return orjson.loads(text), None
     except orjson.JSONDecodeError as exc:
-        return None, ("malformed_json", f"line is not valid JSON: {exc}")
+        if "surrogate" in str(exc):
+            return _parse_json_with_surrogates(text, exc)
+        return None, FieldError(ErrorCode.MALFORMED_JSON, None, f"line is not valid JSON: {exc}")
 
 
-def _csv_encoding(raw: bytes | str) -> tuple[str, str] | None:
+def _parse_json_with_surrogates(text: str, refused: Exception) -> tuple[Any, FieldError | None]:
+    """A line orjson refuses for a lone surrogate escape (``"\\ud800"``): read it with json, so
+    the field that holds it is named by the rules (``invalid_encoding``)."""
+    problem = FieldError(ErrorCode.INVALID_ENCODING, None, f"line holds text that is not valid Unicode: {refused}")
+    if rules.json_nesting(text) > _JSON_FALLBACK_DEPTH:
+        return None, problem
     try:
-        str(raw).encode("utf-8")
-    except UnicodeEncodeError:
-        return ("invalid_encoding", "row is not valid UTF-8")
-    return None
+        return json.loads(text, parse_constant=_refuse_constant), None  # as strict as orjson otherwise
+    except (ValueError, RecursionError):
+        return None, problem
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _csv_encoding(chunk: RawChunk, position: int) -> FieldError | None:
+    """invalid_encoding for a CSV row holding bytes that are not UTF-8 (like a JSON line that is not:
+    a problem of the row's bytes, so no field); the message names the first such cell's column."""
+    raw = chunk.raws[position]
+    if rules.encoding_problem(str(raw)) is None:
+        return None
+    for name, cell in zip(chunk.header or (), chunk.cells[position] or ()):
+        if rules.encoding_problem(cell) is not None:
+            return FieldError(ErrorCode.INVALID_ENCODING, None,
+                              f"row is not valid UTF-8: the cell of column {_storable(name)!r} is {_storable(cell)!r}")
+    return FieldError(ErrorCode.INVALID_ENCODING, None, "row is not valid UTF-8")
 
 
 def _csv_record(chunk: RawChunk, position: int) -> dict[str, str]:
@@ -245,17 +364,35 @@ def _csv_record(chunk: RawChunk, position: int) -> dict[str, str]:
     return {name: cell for name, cell in zip(chunk.header or (), cells) if cell != ""}
 
 
+def _empty_batch(schema: pa.Schema) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pydict({name: [] for name in schema.names}, schema=schema)
+
+
+def _one_batch(table: pa.Table, schema: pa.Schema) -> pa.RecordBatch:
+    return table.combine_chunks().to_batches()[0] if table.num_rows else _empty_batch(schema)
+
+
 def _known_workstream(data: Any, context: RecordContext) -> str | None:
     own = data.get("workstream_id") if isinstance(data, dict) else None
     if isinstance(own, str) and own.strip():
-        return own.strip()
+        return _storable(own.strip())
     return context.path_workstream or context.run_workstream
+
+
+def _storable(text: str) -> str:
+    """Text a UTF-8 column can hold: what is not valid Unicode shown as U+FFFD."""
+    if rules.encoding_problem(text) is None:
+        return text
+    try:  # bytes kept as surrogate escapes while reading: decoded the way bytes are
+        return text.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
 
 
 def _raw_text(raw: bytes | str) -> str:
     if isinstance(raw, bytes):
         return raw.decode("utf-8", errors="replace")
-    return raw.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
+    return _storable(raw)
 
 
 class _ValidateFn(beam.DoFn):
@@ -263,13 +400,15 @@ class _ValidateFn(beam.DoFn):
         self._config = config
         self._timezone_name = timezone_name
         self._run_workstream = run_workstream
-        self._tz: tzinfo = timezone.utc
+        self._validator: ChunkValidator | None = None
 
     def setup(self) -> None:
-        self._tz = timezone.utc if self._timezone_name.upper() == "UTC" else ZoneInfo(self._timezone_name)
+        tz = timezone.utc if self._timezone_name.upper() == "UTC" else ZoneInfo(self._timezone_name)
+        self._validator = ChunkValidator(self._config, tz, self._run_workstream)
 
     def process(self, chunk: RawChunk) -> Iterator[Any]:
-        accepted, rejects, counts = validate_chunk(chunk, self._config, self._tz, self._run_workstream)
+        assert self._validator is not None, "setup() builds the validator"
+        accepted, rejects, counts = self._validator.validate(chunk)
         if accepted.num_rows:
             yield accepted
         if rejects.num_rows:

@@ -65,7 +65,10 @@ def backfill(options: RunOptions, beam_args: Sequence[str] = (), chunk_bytes: in
     """
     files = resolve_inputs(options.inputs, options.file_format)
     sizes = [(f.path, FileSystems.match([f.path])[0].metadata_list[0].size_in_bytes) for f in files]
-    base = check_run_id(options.run_id) if options.run_id is not None else new_run_id()
+    try:
+        base = check_run_id(options.run_id) if options.run_id is not None else new_run_id()
+    except LayoutError as exc:
+        raise RunError(str(exc)) from None
     results = []
     chunks = plan_chunks(sizes, chunk_bytes)
     for number, chunk in enumerate(chunks, start=1):

@@ -180,7 +180,7 @@ def export_rejects(output: str, out: TextIO, fmt: str, run_id: str | None = None
 
 
 def rejects_main(argv: Sequence[str]) -> int:
-    """``throughput rejects list|export``: 0 done, 1 a problem with the output, 2 a usage error."""
+    """``throughput rejects list|export|retry``: 0 done, 1 a problem with the output, 2 a usage error."""
     try:
         known = _parser().parse_args(list(argv))
     except SystemExit as exc:  # argparse's usage error (2) or --help (0)
@@ -188,15 +188,34 @@ def rejects_main(argv: Sequence[str]) -> int:
     try:
         if known.command == "list":
             return _list(known)
+        if known.command == "retry":
+            return _retry(known)
         return _export(known)
     except OutputError as exc:
         print(f"throughput rejects: {exc}", file=sys.stderr)
         return 1
 
 
+def _retry(known: argparse.Namespace) -> int:
+    """Validate stored rejects again against today's configuration; the ones that pass are committed."""
+    from pipelines.errors import RunError
+    from pipelines.run import RunOptions, retry_rejects
+
+    options = RunOptions(inputs=(), output=known.output, workstreams=known.workstreams, timezone=known.timezone)
+    try:
+        result = retry_rejects(options, known.beam_options, run_ids=known.run_ids, codes=known.codes)
+    except RunError as exc:
+        print(f"throughput rejects: retry failed: {exc}", file=sys.stderr)
+        return 1
+    counts = result.manifest["counts"]
+    print(f"retry {result.run_id}: {counts['read']} reject(s) validated again; {counts['written']} entered the table, "
+          f"{counts['superseded'] + counts['ignored_duplicates']} lost to a duplicate, {counts['rejected']} still rejected")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="throughput rejects", description="the records runs rejected, and why")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="list|export")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="list|export|retry")
     listing = commands.add_parser("list", help="rejects by error code, with an example message")
     exporting = commands.add_parser("export", help="the rejected records as JSON lines or CSV")
     for sub in (listing, exporting):
@@ -208,6 +227,19 @@ def _parser() -> argparse.ArgumentParser:
                            help="only this error code; repeatable")
     exporting.add_argument("--format", dest="fmt", required=True, choices=("jsonl", "csv"))
     exporting.add_argument("--to", metavar="FILE", help="write here instead of standard output")
+    retrying = commands.add_parser(
+        "retry", help="validate stored rejects again against the current configuration; the ones that pass enter "
+                      "the tables in their original order and leave the rejects table",
+        epilog="exit codes: 0 committed, 1 failed (nothing committed), 2 usage")
+    retrying.add_argument("--output", required=True, metavar="DIR", help="output directory of the tables")
+    retrying.add_argument("--workstreams", required=True, metavar="FILE", help="the (fixed) workstream configuration")
+    retrying.add_argument("--run-id", dest="run_ids", action="append", default=[], metavar="ID",
+                          help="only the rejects of this run; repeatable (default: every run)")
+    retrying.add_argument("--code", dest="codes", action="append", default=[], metavar="CODE",
+                          help="only this error code; repeatable")
+    retrying.add_argument("--timezone", default="UTC", metavar="TZ", help="zone of datetimes without an offset")
+    retrying.add_argument("--beam-option", dest="beam_options", action="append", default=[], metavar="OPTION",
+                          help="a Beam pipeline option, e.g. --beam-option=--direct_num_workers=2; repeatable")
     return parser
 
 

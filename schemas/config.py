@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import json
+import typing
+from collections.abc import Sequence
 from functools import cached_property
 
 import yaml
-from apache_beam.io.filesystems import FileSystems
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = ["ConfigError", "UseCase", "Workstream", "WorkstreamConfig", "load_config"]
@@ -17,7 +19,9 @@ class ConfigError(Exception):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
+    # An unknown key is an error, not ignored: `use_case` for `use_cases` would otherwise
+    # silently leave a workstream without use cases and reject all of its records.
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
 class UseCase(_Strict):
@@ -70,6 +74,9 @@ class WorkstreamConfig(_Strict):
 
 def load_config(path: str) -> WorkstreamConfig:
     """Read a JSON or YAML (by extension) configuration through Beam's FileSystems."""
+    # Imported here: the models above are used where Beam is not (the CLI's help, the intake server).
+    from apache_beam.io.filesystems import FileSystems
+
     try:
         with FileSystems.open(path) as handle:
             text = handle.read().decode("utf-8")
@@ -85,7 +92,33 @@ def load_config(path: str) -> WorkstreamConfig:
     try:
         return WorkstreamConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(_problem(err["loc"], err["type"], err["msg"]) for err in exc.errors())
         raise ConfigError(f"workstream configuration {path} is invalid: {problems}") from exc
+
+
+def _problem(loc: Sequence[int | str], kind: str, message: str) -> str:
+    """``workstreams.0.use_case: unknown key (did you mean use_cases?)``: where, then what."""
+    where = ".".join(str(part) for part in loc) or "(top)"
+    if kind != "extra_forbidden":
+        return f"{where}: {message}"
+    known = _keys_at(loc[:-1])
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    hint = f"did you mean {close[0]}?" if close else f"known keys: {', '.join(known)}"
+    return f"{where}: unknown key ({hint})"
+
+
+def _keys_at(loc: Sequence[int | str]) -> list[str]:
+    """The keys the model at ``loc`` (a path into the configuration) accepts."""
+    model: type[BaseModel] = WorkstreamConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue  # an index into a list of the model found at the previous key
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        inner = [a for a in (field.annotation, *typing.get_args(field.annotation))
+                 if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not inner:
+            return []
+        model = inner[0]
+    return list(model.model_fields)

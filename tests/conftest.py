@@ -50,6 +50,12 @@ def write_jsonl(path: Path, rows: list[Any], compress: bool = False) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _logs_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's log files go to the test's own folder, never to the user's state folder."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+
 @pytest.fixture
 def config() -> WorkstreamConfig:
     return WorkstreamConfig.model_validate(CONFIG_DATA)

@@ -48,13 +48,19 @@ def test_load_yaml_written_by_hand(tmp_path: Path) -> None:
     assert config.task_definitions == {"ws-ner": {"uc-1": frozenset({"td-1", "td-2"}), "uc-2": frozenset()}}
 
 
-def test_json_with_unknown_keys_and_whitespace(tmp_path: Path) -> None:
+def test_json_with_whitespace(tmp_path: Path) -> None:
     path = tmp_path / "ws.json"
     path.write_text(json.dumps({
-        "version": 3,
-        "workstreams": [{"id": " ws-a ", "owner": "x", "use_cases": [{"id": " uc-a", "task_definitions": [" td-a "]}]}],
+        "workstreams": [{"id": " ws-a ", "use_cases": [{"id": " uc-a", "task_definitions": [" td-a "]}]}],
     }))
     assert load_config(str(path)).task_definitions == {"ws-a": {"uc-a": frozenset({"td-a"})}}
+
+
+def test_api_key_digests_are_kept(tmp_path: Path) -> None:
+    digest = "0" * 64
+    path = tmp_path / "ws.json"
+    path.write_text(json.dumps({"workstreams": [{"id": "ws-a", "api_key_sha256": [digest]}]}))
+    assert load_config(str(path)).workstreams[0].api_key_sha256 == (digest,)
 
 
 def _error(path: Path) -> str:
@@ -91,6 +97,27 @@ def _write(tmp_path: Path, data: object) -> Path:
     path = tmp_path / "ws.json"
     path.write_text(json.dumps(data), encoding="utf-8")
     return path
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    # a misspelt key would otherwise leave the workstream without use cases, silently
+    ({"workstreams": [{"id": "ws", "use_case": [{"id": "uc"}]}]},
+     "workstreams.0.use_case: unknown key (did you mean use_cases?)"),
+    ({"workstreams": [{"id": "ws", "use_cases": [{"id": "uc", "task_definition": ["td"]}]}]},
+     "workstreams.0.use_cases.0.task_definition: unknown key (did you mean task_definitions?)"),
+    ({"version": 3, "workstreams": []}, "version: unknown key (known keys: workstreams)"),
+    ({"workstreams": [{"id": "ws", "owner": "x"}]},
+     "workstreams.0.owner: unknown key (known keys: id, name, use_cases, api_key_sha256)"),
+])
+def test_unknown_keys_are_errors_naming_the_key(tmp_path: Path, data: object, expected: str) -> None:
+    assert expected in _error(_write(tmp_path, data))
+
+
+def test_unknown_key_in_yaml_names_the_file_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "ws.yaml"
+    path.write_text("workstreams:\n  - id: ws-a\n    use_case:\n      - id: uc-1\n", encoding="utf-8")
+    message = _error(path)
+    assert "workstreams.0.use_case: unknown key" in message
 
 
 def test_missing_workstream_id(tmp_path: Path) -> None:

@@ -88,3 +88,23 @@ def test_retry_after_the_configuration_is_fixed(tmp_path: Path, config_file: Pat
     again = retry_rejects(options, ["--direct_num_workers=1"])
     assert (again.manifest["counts"]["read"], again.manifest["counts"]["written"]) == (1, 0)
     assert _rejects(tmp_path) == [("a.jsonl", 4, "malformed_json")]
+
+
+def test_rejects_retry_on_the_command_line(tmp_path: Path, config_file: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import TD
+
+    a = write_jsonl(tmp_path / "a.jsonl", [record(use_case_id="uc-new"), record()])
+    _run(tmp_path, config_file, a)
+    config = json.loads(config_file.read_text())
+    config["workstreams"][0]["use_cases"].append({"id": "uc-new", "task_definitions": [TD]})
+    config_file.write_text(json.dumps(config))
+    done = subprocess.run([str(Path(sys.executable).parent / "throughput"), "rejects", "retry", "--output",
+                           str(tmp_path / "out"), "--workstreams", str(config_file), "--code", "unknown_use_case",
+                           "--beam-option=--direct_num_workers=1"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "1 reject(s) validated again; 1 entered the table" in done.stdout
+    assert _rejects(tmp_path) == []

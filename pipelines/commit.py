@@ -24,7 +24,7 @@ import hashlib
 import os
 import signal
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,17 +48,20 @@ __all__ = [
 _CRASH_ENV = "THROUGHPUT_CRASH_AFTER_COMMIT_STEPS"
 
 
-def file_checksum(path: str) -> str:
+def file_checksum(path: str, also: Callable[[bytes], None] | None = None) -> str:
     """SHA-256 of a file's bytes as stored (compressed files are hashed compressed).
 
     A gzip file is also inflated on the way, every member to its end, so that a truncated or
     corrupt one is found here, before anything of it is read: ``OSError`` saying what is wrong.
+    ``also`` sees every block too (the same pass finds where to split the file).
     """
     digest = hashlib.sha256()
     check = _GzipCheck() if path.lower().endswith(".gz") else None
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
         while block := handle.read(8 << 20):
             digest.update(block)
+            if also is not None:
+                also(block)
             if check is not None:
                 check.feed(block)
     if check is not None:

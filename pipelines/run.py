@@ -24,7 +24,7 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.commit import Journal, Ledger, LedgerEntry, StagedRun, file_checksum, recover
 from pipelines.errors import DamagedOutput, RunError
@@ -46,7 +46,7 @@ from transforms.layout import (
     new_run_id,
     unescape_partition_value,
 )
-from transforms.read import InputFile, RawChunk, ReadTaskFiles, detect_format
+from transforms.read import InputFile, LineSplits, RawChunk, ReadTaskFiles, detect_format
 from transforms.retry import csv_header, rejected_chunks
 from transforms.validate import COUNTS, REJECTED, ValidateRecords
 from transforms.write import WriteRejects, WriteTables, prune_rejects
@@ -78,6 +78,7 @@ class RunOptions:
     max_record_bytes: int = 1 << 20
     chunk_records: int = 20_000
     reprocess: bool = False
+    split_bytes: int = 16 << 20  # a plain JSON-lines file is read in splits of about this size, in parallel
 
 
 @dataclass
@@ -104,14 +105,16 @@ class Plan:
     reprocessed: tuple[str, ...] = ()
     checksums: dict[str, str] = field(default_factory=dict)
     retried: tuple[RawChunk, ...] = ()  # stored rejects validated again (``rejects retry``), instead of files
+    splits: tuple[InputFile, ...] = ()  # what the pipeline reads: the files, large plain JSON-lines files cut up
     reprocessed_partitions: dict[Partition, list[str]] = field(default_factory=dict)  # partition -> files leaving it
 
     def without(self, failed: dict[str, str]) -> Plan:
         """The same plan less the files that failed while the pipeline read them."""
-        files = tuple(InputFile(f.index, f.path) for f in self.files if f.path not in failed)
+        files = tuple(f for f in self.files if f.path not in failed)
         partitions = {key: [p for p in paths if p not in failed] for key, paths in self.reprocessed_partitions.items()}
         return Plan(files, self.skipped, self.failed + tuple(sorted(failed.items())),
                     tuple(p for p in self.reprocessed if p not in failed), self.checksums, self.retried,
+                    tuple(s for s in self.splits if s.path not in failed),
                     {key: paths for key, paths in partitions.items() if paths})
 
     @property
@@ -127,9 +130,8 @@ def build_pipeline(pipeline: beam.Pipeline, plan: Plan, config: WorkstreamConfig
     else:
         chunks = (
             pipeline
-            | "ListFiles" >> beam.Create(list(plan.files))
-            | "ReadTaskFiles" >> ReadTaskFiles(options.file_format, options.max_record_bytes, options.chunk_records,
-                                               spread=_several_workers(pipeline.options))
+            | "ListFiles" >> beam.Create(list(plan.splits or plan.files))
+            | "ReadTaskFiles" >> ReadTaskFiles(options.file_format, options.max_record_bytes, options.chunk_records)
         )
     validated = chunks | "ValidateRecords" >> ValidateRecords(config, options.timezone, options.workstream_id)
     accepted = validated.accepted | "DeriveDurations" >> DeriveDurations()
@@ -167,7 +169,7 @@ def run(options: RunOptions, beam_args: Sequence[str] = (), progress: Progress =
         progress("planning")
         ledger = _load_ledger(layout)
         _check_layout_version(layout)
-        plan = plan_run(files, ledger, options.reprocess)
+        plan = plan_run(files, ledger, options.reprocess, options.split_bytes, options.file_format)
         pipeline_options = pipeline_options_from(beam_args)
         staging, plan, report = _run_pipeline(plan, config, options, layout, run_id, pipeline_options, progress)
         report = report + prune_rejects(layout, staging.area, run_id, files=plan.reprocessed)
@@ -369,9 +371,14 @@ def _commit(staging: StagedRun, ledger: Ledger, plan: Plan, report: StageReport,
                        f"{layout.root} finishes it or rolls it back") from exc
 
 
-def plan_run(files: Sequence[InputFile], ledger: Ledger, reprocess: bool) -> Plan:
-    """Per file: ingest, skip (unchanged, or the same bytes under another name), or leave out (unreadable)."""
+def plan_run(files: Sequence[InputFile], ledger: Ledger, reprocess: bool, split_bytes: int = 16 << 20,
+             file_format: str = "auto") -> Plan:
+    """Per file: ingest, skip (unchanged, or the same bytes under another name), or leave out (unreadable).
+
+    The one pass that takes a file's checksum also finds where to cut a plain JSON-lines file into
+    splits, so that workers read one file in parallel."""
     checksums: dict[str, str] = {}
+    cuts: dict[str, list[tuple[int, int]]] = {}
     todo: list[InputFile] = []
     skipped: list[tuple[str, str]] = []
     failed: list[tuple[str, str]] = []
@@ -380,10 +387,12 @@ def plan_run(files: Sequence[InputFile], ledger: Ledger, reprocess: bool) -> Pla
         path = source.path
         why = _input_problem(path)
         if why is None:
+            splitter = LineSplits(split_bytes) if _splittable(path, file_format) else None
             try:
-                checksums[path] = file_checksum(path)
+                checksums[path] = file_checksum(path, splitter.feed if splitter else None)
             except OSError as exc:
                 why = f"it cannot be read: {exc}"
+            cuts[path] = splitter.finish() if splitter else []
         if why is not None:
             failed.append((path, why))
             continue
@@ -407,7 +416,17 @@ def plan_run(files: Sequence[InputFile], ledger: Ledger, reprocess: bool) -> Pla
     for path in reprocessed:
         for partition in ledger.entries[path].partitions:
             partitions.setdefault(partition, []).append(path)
-    return Plan(tuple(todo), tuple(skipped), tuple(failed), reprocessed, checksums, reprocessed_partitions=partitions)
+    splits = tuple(piece for f in todo for piece in f.splits(cuts.get(f.path, [])))
+    return Plan(tuple(todo), tuple(skipped), tuple(failed), reprocessed, checksums, splits=splits,
+                reprocessed_partitions=partitions)
+
+
+def _splittable(path: str, file_format: str) -> bool:
+    """Plain (not compressed) JSON lines: a line end is a record end, so the file can be cut anywhere."""
+    try:
+        return not path.lower().endswith(".gz") and detect_format(path, file_format) == "jsonl"
+    except ValueError:
+        return False
 
 
 def _input_problem(path: str) -> str | None:
@@ -473,14 +492,6 @@ def _check_timezone(name: str) -> None:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise RunError(f"unknown time zone {name!r} for --timezone") from exc
-
-
-def _several_workers(options: PipelineOptions) -> bool:
-    """False only for an in-process runner with one worker, where a reshuffle buys nothing."""
-    runner = options.view_as(StandardOptions).runner or DEFAULT_RUNNER
-    if str(runner) not in ("FnApiRunner", "DirectRunner"):
-        return True
-    return (options.view_as(DirectOptions).direct_num_workers or 1) > 1
 
 
 def pipeline_options_from(beam_args: Sequence[str]) -> PipelineOptions:

@@ -2,8 +2,9 @@
 
 Reading only splits a file into records and remembers where each came from; parsing JSON and
 checking rules happen in ``ValidateRecords``, so one bad line never costs its neighbours.
-A file is read sequentially (line numbers need it) and cut into chunks of ``chunk_records``
-records; a reshuffle then spreads the chunks over workers.
+A file is read sequentially (line numbers need it), or a plain JSON-lines file in splits cut at
+line ends whose first line number is known, and cut into chunks of ``chunk_records`` records.
+The files and splits are spread over the workers before they are read.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from schemas.rules import encoding_problem
 
 __all__ = [
     "InputFile",
+    "LineSplits",
     "RawChunk",
     "ReadTaskFiles",
     "detect_format",
@@ -43,10 +45,57 @@ _CSV_FIELD_LIMIT = 2**31 - 1
 
 @dataclass(frozen=True)
 class InputFile:
-    """One matched input file; ``index`` is its rank in the run's sorted file list (SPEC 2.4)."""
+    """One matched input file, or a split of one; ``index`` is the file's rank in the run's sorted
+    file list (SPEC 2.4).
+
+    A split is the bytes ``[start, end)`` of a plain JSON-lines file, cut at line ends by
+    ``LineSplits``; ``first_line`` is the number of its first line in the file, so records keep
+    the line numbers (and order) they have when the file is read whole.
+    """
 
     index: int
     path: str
+    start: int = 0
+    end: int | None = None
+    first_line: int = 1
+
+    def splits(self, ends: list[tuple[int, int]]) -> list[InputFile]:
+        """This file cut at ``ends``: (byte offset just after a line end, lines before it)."""
+        pieces, start, first = [], 0, 1
+        for offset, lines in [*ends, (None, None)]:
+            pieces.append(InputFile(self.index, self.path, start, offset, first))
+            if offset is not None and lines is not None:
+                start, first = offset, lines + 1
+        return pieces
+
+
+class LineSplits:
+    """Finds where to cut a plain JSON-lines file into splits of about ``target`` bytes, from the
+    blocks of one pass over it (the pass that takes its checksum): cuts fall just after a newline,
+    and each remembers how many lines come before it."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.ends: list[tuple[int, int]] = []
+        self._offset = 0  # bytes seen
+        self._lines = 0  # newlines seen
+        self._next = target  # the next cut is at the first newline at or after this offset
+
+    def feed(self, block: bytes) -> None:
+        base = self._offset
+        while self._next < base + len(block):
+            at = block.find(b"\n", max(self._next - base, 0))
+            if at < 0:
+                break
+            cut = base + at + 1
+            self.ends.append((cut, self._lines + block.count(b"\n", 0, at + 1)))
+            self._next = cut + self.target
+        self._lines += block.count(b"\n")
+        self._offset += len(block)
+
+    def finish(self) -> list[tuple[int, int]]:
+        """The cuts, without one at the very end of the file."""
+        return [(offset, lines) for offset, lines in self.ends if offset < self._offset]
 
 
 @dataclass
@@ -80,27 +129,27 @@ class RawChunk:
 class ReadTaskFiles(beam.PTransform):
     """PCollection[InputFile] -> PCollection[RawChunk], every record with its file and line.
 
-    ``spread`` reshuffles the chunks so that the work after reading is spread over workers.
+    The files (and splits) are spread over the workers before reading, so each worker reads,
+    validates and spills its own share; only file names cross that shuffle, never raw text.
     """
 
-    def __init__(self, file_format: str = "auto", max_record_bytes: int = 1 << 20, chunk_records: int = 20_000,
-                 spread: bool = True) -> None:
+    def __init__(self, file_format: str = "auto", max_record_bytes: int = 1 << 20, chunk_records: int = 20_000) -> None:
         super().__init__()
         self._format = file_format
         self._max_record_bytes = max_record_bytes
         self._chunk_records = chunk_records
-        self._spread = spread
 
     def expand(self, files: beam.PCollection[InputFile]) -> beam.PCollection[RawChunk]:
+        # Spread the files (and splits of files) over workers before reading: only their names
+        # cross the shuffle, and each worker reads, validates and spills its own share.
+        files = files | "SpreadFiles" >> beam.Reshuffle()
         chunks = files | "SplitIntoChunks" >> beam.FlatMap(
             read_chunks,
             file_format=self._format,
             max_record_bytes=self._max_record_bytes,
             chunk_records=self._chunk_records,
         )
-        # Spreading chunks over workers costs a shuffle of the raw text, which an in-process
-        # runner keeps in memory; with one worker there is nothing to spread over.
-        return chunks | "SpreadChunks" >> beam.Reshuffle() if self._spread else chunks
+        return chunks
 
 
 def detect_format(path: str, requested: str = "auto") -> Format:
@@ -126,12 +175,16 @@ def path_workstream(path: str) -> str | None:
 def read_chunks(
     source: InputFile, file_format: str = "auto", max_record_bytes: int = 1 << 20, chunk_records: int = 20_000
 ) -> Iterator[RawChunk]:
-    """Read one file through Beam's FileSystems and yield its records in chunks."""
+    """Read one file (or one split of it) through Beam's FileSystems and yield its records in chunks."""
     kind = detect_format(source.path, file_format)
     chunk = RawChunk(source.path, source.index, kind, path_workstream(source.path))
     with FileSystems.open(source.path, compression_type=CompressionTypes.AUTO) as handle:
-        lines = _iter_lines(handle)
-        records = _jsonl_records(lines, max_record_bytes) if kind == "jsonl" else _csv_records(lines, max_record_bytes, chunk)
+        if source.start:
+            handle.seek(source.start)
+        size = None if source.end is None else source.end - source.start
+        lines = _iter_lines(handle, size, at_start=source.start == 0)
+        records = _jsonl_records(lines, max_record_bytes, source.first_line) if kind == "jsonl" \
+            else _csv_records(lines, max_record_bytes, chunk)
         for line, raw, cells, problem in records:
             if raw is None:
                 chunk.blank_lines += 1
@@ -150,14 +203,18 @@ def read_chunks(
 _Record = tuple[int, "bytes | str | None", "list[str] | None", "tuple[ErrorCode, str] | None"]
 
 
-def _iter_lines(handle) -> Iterator[bytes]:  # noqa: ANN001 - any FileSystems file object
-    """Lines of a binary stream with their line endings, read in large blocks."""
+def _iter_lines(handle, size: int | None = None, at_start: bool = True) -> Iterator[bytes]:  # noqa: ANN001
+    """Lines of a binary stream (any FileSystems file object) with their line endings, read in
+    large blocks; ``size`` bytes at most; a byte-order mark is dropped only at the file's start."""
     pending = b""
-    first = True
-    while True:
-        block = handle.read(_BLOCK)
+    first = at_start
+    left = size
+    while left is None or left > 0:
+        block = handle.read(_BLOCK if left is None else min(_BLOCK, left))
         if not block:
             break
+        if left is not None:
+            left -= len(block)
         if first:
             block = block[len(_BOM):] if block.startswith(_BOM) else block
             first = False
@@ -169,8 +226,8 @@ def _iter_lines(handle) -> Iterator[bytes]:  # noqa: ANN001 - any FileSystems fi
         yield pending
 
 
-def _jsonl_records(lines: Iterable[bytes], max_record_bytes: int) -> Iterator[_Record]:
-    for number, line in enumerate(lines, start=1):
+def _jsonl_records(lines: Iterable[bytes], max_record_bytes: int, first_line: int = 1) -> Iterator[_Record]:
+    for number, line in enumerate(lines, start=first_line):
         body = line.rstrip(b"\r\n")
         if not body.strip():
             yield number, None, None, None

@@ -22,6 +22,7 @@ COPY pyproject.toml setup.py README.md ./
 COPY schemas ./schemas
 COPY transforms ./transforms
 COPY pipelines ./pipelines
+COPY intake ./intake
 
 # The SDK image already holds apache-beam ${BEAM_VERSION} with its GCP and AWS extras; pinning it
 # here keeps pip from replacing it, so workers run exactly the SDK of the image (and of the

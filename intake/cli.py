@@ -72,7 +72,7 @@ def serve_parser(prog: str = "throughput serve") -> argparse.ArgumentParser:
     from intake.settings import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_FILE_SECONDS
 
     parser = _Parser(prog=prog, description=(
-        "Receive task_completed API calls (SPEC 9) and land the accepted bodies as JSON-lines files under "
+        "Receive task_completed API calls (the Throughput API) and land the accepted bodies as JSON-lines files under "
         "--landing for `throughput run --input 'DIR/**/*.jsonl'`."))
     parser.add_argument("--landing", required=True, metavar="DIR", help="landing folder (local file system)")
     parser.add_argument("--workstreams", required=True, metavar="FILE",

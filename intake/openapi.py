@@ -44,7 +44,7 @@ def _body_schema() -> tuple[dict[str, Any], dict[str, Any]]:
     properties = {name: spec for name, spec in model["properties"].items() if name in BODY_FIELDS}
     return {
         "title": "TaskCompletedBody",
-        "description": "One task_completed body (SPEC 1). Fields not listed are kept losslessly (extra_fields).",
+        "description": "One task_completed body. Fields not listed are kept losslessly (extra_fields).",
         "type": "object",
         "properties": properties,
         "required": [name for name in model.get("required", []) if name in properties],
@@ -121,7 +121,7 @@ def openapi_document() -> dict[str, Any]:
                 "Received": {"type": "object", "required": ["message"], "properties": {
                     "message": {"type": "string", "const": "Data successfully received."}}},
                 "Error": {"type": "object", "required": ["error_code", "error_message"], "properties": {
-                    "error_code": {"type": "string", "description": "SPEC 3 error code, or unauthorized, "
+                    "error_code": {"type": "string", "description": "the pipeline's error code (as in its rejects table), or unauthorized, "
                                    "record_too_large, batch_too_large, landing_unavailable"},
                     "error_field": {"type": ["string", "null"], "description": "API name of the field at fault"},
                     "error_message": {"type": "string"}}},

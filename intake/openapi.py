@@ -121,7 +121,7 @@ def openapi_document() -> dict[str, Any]:
                 "Received": {"type": "object", "required": ["message"], "properties": {
                     "message": {"type": "string", "const": "Data successfully received."}}},
                 "Error": {"type": "object", "required": ["error_code", "error_message"], "properties": {
-                    "error_code": {"type": "string", "description": "the pipeline's error code (as in its rejects table), or unauthorized, "
+                    "error_code": {"type": "string", "description": "the pipeline's error code, or unauthorized, "
                                    "record_too_large, batch_too_large, landing_unavailable"},
                     "error_field": {"type": ["string", "null"], "description": "API name of the field at fault"},
                     "error_message": {"type": "string"}}},

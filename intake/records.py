@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from schemas.config import WorkstreamConfig
-from schemas.record import FIELD_ORDER, RecordContext, validate_record
+from schemas.record import FIELD_ORDER, RecordContext, parse_json_record, validate_record
 from schemas.rules import is_blank
 
 __all__ = [
@@ -69,14 +69,9 @@ class BodyChecker:
 
     def line(self, raw: bytes, workstream: str, received_at: str) -> bytes | Rejection:
         """One body's bytes: its landing line (no newline), or why it is rejected."""
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            return Rejection("invalid_encoding", None, f"body is not valid UTF-8 (byte {exc.start})")
-        try:
-            data = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            return Rejection("malformed_json", None, f"body is not valid JSON: {exc}")
+        data, problem = parse_json_record(raw, "body")  # the batch path's own parser
+        if problem is not None:
+            return Rejection(str(problem.code), problem.field, problem.describe())
         return self.record(data, workstream, received_at)
 
     def record(self, data: Any, workstream: str, received_at: str) -> bytes | Rejection:

@@ -11,6 +11,7 @@ else that needs to know the fields (the fast path, the Arrow schema, the referen
 from __future__ import annotations
 
 import functools
+import json
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -19,6 +20,7 @@ from datetime import datetime, timezone, tzinfo
 from enum import StrEnum
 from typing import Annotated, Any
 
+import orjson
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -45,6 +47,7 @@ __all__ = [
     "Verdict",
     "field_specs",
     "model_checks",
+    "parse_json_record",
     "validate_record",
 ]
 
@@ -358,3 +361,40 @@ def validate_record(data: Any, context: RecordContext, model: type[TaskCompleted
     rank = {spec.name: i for i, spec in enumerate(field_specs(model))}
     errors.sort(key=lambda e: rank.get(e.field or "", -1))
     return Verdict(errors=errors)
+
+
+_JSON_FALLBACK_DEPTH = 512  # nesting that json (which recurses) reads safely, for lines orjson refuses
+
+
+def parse_json_record(raw: bytes, what: str = "line") -> tuple[Any, FieldError | None]:
+    """One JSON-lines record (or API body) parsed, or the problem that stops it being read.
+
+    The one parser of the batch path and the intake server: a lone surrogate escape orjson
+    refuses is read with ``json`` so that the rules name its field (``invalid_encoding``).
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, FieldError(ErrorCode.INVALID_ENCODING, None, f"{what} is not valid UTF-8 (byte {exc.start})")
+    try:
+        return orjson.loads(text), None
+    except orjson.JSONDecodeError as exc:
+        if "surrogate" in str(exc):
+            return _parse_json_with_surrogates(text, exc, what)
+        return None, FieldError(ErrorCode.MALFORMED_JSON, None, f"{what} is not valid JSON: {exc}")
+
+
+def _parse_json_with_surrogates(text: str, refused: Exception, what: str) -> tuple[Any, FieldError | None]:
+    """A line orjson refuses for a lone surrogate escape (``"\\ud800"``): read it with json, so
+    the field that holds it is named by the rules (``invalid_encoding``)."""
+    problem = FieldError(ErrorCode.INVALID_ENCODING, None, f"{what} holds text that is not valid Unicode: {refused}")
+    if rules.json_nesting(text) > _JSON_FALLBACK_DEPTH:
+        return None, problem
+    try:
+        return json.loads(text, parse_constant=_refuse_constant), None  # as strict as orjson otherwise
+    except (ValueError, RecursionError):
+        return None, problem
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -276,3 +277,15 @@ def test_serve_refuses_a_bad_configuration_or_usage(tmp_path: Path) -> None:
     usage = subprocess.run([*command, "--port", "http"], cwd=repo, env=env, capture_output=True, text=True)
     assert usage.returncode == 2 and "--port" in usage.stderr
     assert not (tmp_path / "landing").exists()  # nothing created before the configuration is known good
+
+
+def test_a_lone_surrogate_body_gets_the_batch_paths_code_and_field() -> None:
+    """The intake parses bodies with the batch path's own parser, so both name the field alike."""
+    from schemas.config import WorkstreamConfig
+    from tests.conftest import CONFIG_DATA, WS, record
+
+    checker = BodyChecker(WorkstreamConfig.model_validate(CONFIG_DATA))
+    body = json.dumps(record(task_id="x")).replace('"x"', '"\\ud800"').encode()
+    outcome = checker.line(body, WS, "2020-12-22T10:00:00Z")
+    assert isinstance(outcome, Rejection)
+    assert (outcome.code, outcome.field) == ("invalid_encoding", "task_id")

@@ -12,7 +12,6 @@ checking or storing it, that record becomes a reject and its neighbours are unaf
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Iterator
 from datetime import timezone, tzinfo
 from typing import Any
@@ -20,13 +19,12 @@ from zoneinfo import ZoneInfo
 
 import apache_beam as beam
 import numpy as np
-import orjson
 import pyarrow as pa
 
 from schemas import rules
 from schemas.config import WorkstreamConfig
 from schemas.errors import ErrorCode
-from schemas.record import FieldError, RecordContext, TaskCompleted, validate_record
+from schemas.record import FieldError, RecordContext, TaskCompleted, parse_json_record, validate_record
 from schemas.tables import REJECTS, TASK_COMPLETED, arrow_schema
 from transforms.fast_validate import Certifier
 from transforms.read import RawChunk
@@ -49,7 +47,6 @@ REJECTED = "rejects"
 _LINEAGE = ("extra_fields", "source_file", "source_line")
 _SEQ = pa.field("_seq", pa.int64(), nullable=False)
 _LINE_BITS = 40  # a file holds fewer than 2**40 lines; a run fewer than 2**23 files
-_JSON_FALLBACK_DEPTH = 512  # nesting that json (which recurses) reads safely, for lines orjson refuses
 
 
 @functools.cache
@@ -290,7 +287,7 @@ class ChunkValidator:
             return None, _csv_encoding(chunk, position)
         raw = chunk.raws[position]
         assert isinstance(raw, bytes)
-        return _parse_json(raw)
+        return parse_json_record(raw)
 
     def _rejects_batch(self, chunk: RawChunk, parsed: list[tuple[Any, FieldError | None]],
                        rejects: list[tuple[int, list[FieldError]]], context: RecordContext) -> pa.RecordBatch:
@@ -314,35 +311,6 @@ class ChunkValidator:
 def _error_code(code: str) -> ErrorCode:
     """The member for a code given as its string (as a reader outside this package may give it)."""
     return code if isinstance(code, ErrorCode) else ErrorCode(code)
-
-
-def _parse_json(raw: bytes) -> tuple[Any, FieldError | None]:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return None, FieldError(ErrorCode.INVALID_ENCODING, None, f"line is not valid UTF-8 (byte {exc.start})")
-    try:
-        return orjson.loads(text), None
-    except orjson.JSONDecodeError as exc:
-        if "surrogate" in str(exc):
-            return _parse_json_with_surrogates(text, exc)
-        return None, FieldError(ErrorCode.MALFORMED_JSON, None, f"line is not valid JSON: {exc}")
-
-
-def _parse_json_with_surrogates(text: str, refused: Exception) -> tuple[Any, FieldError | None]:
-    """A line orjson refuses for a lone surrogate escape (``"\\ud800"``): read it with json, so
-    the field that holds it is named by the rules (``invalid_encoding``)."""
-    problem = FieldError(ErrorCode.INVALID_ENCODING, None, f"line holds text that is not valid Unicode: {refused}")
-    if rules.json_nesting(text) > _JSON_FALLBACK_DEPTH:
-        return None, problem
-    try:
-        return json.loads(text, parse_constant=_refuse_constant), None  # as strict as orjson otherwise
-    except (ValueError, RecursionError):
-        return None, problem
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _csv_encoding(chunk: RawChunk, position: int) -> FieldError | None:

@@ -1,12 +1,13 @@
-"""Run the pipeline and the DuckDB reference side by side and print a comparison table.
+"""Run the pipeline, the DuckDB reference and the polars reference side by side and print a comparison table.
 
     python -m benchmarks.run --sizes 200000 1000000 --formats jsonl csv --repeats 3
 
 For each (size, format) the data is generated once into ``benchmarks/data/<size>-<format>/`` (kept
-between invocations; regenerated when its expected.json does not match the size and seed). Then
-the two engines run alternately (pipeline, DuckDB, DuckDB, pipeline, ... so drift in the machine's
-state hits both), each in a fresh subprocess writing into a fresh output directory, and each run
-is measured:
+between invocations; regenerated when its expected.json does not match the size and seed). Then the
+engines run in paired rounds: every round runs each engine once, in an order rotated from round to
+round (pipeline, duckdb, polars; then duckdb, polars, pipeline; ...) so that drift in the machine's
+state (page cache, neighbours) hits every engine alike. Each run is a fresh subprocess writing into a
+fresh output directory, and is measured:
 
 * wall time of the subprocess, interpreter start and imports included;
 * CPU time (user + sys) of the subprocess and every descendant it waited for, from
@@ -15,7 +16,13 @@ is measured:
   (Beam may start worker processes), polled from ``/proc`` every 50 ms.
 
 Every run's manifest is checked against the generator's expected counts (column ``ok``). The table
-(medians over the repeats) is printed and written to ``benchmarks/results/latest.md``.
+(medians over the repeats, and each engine's wall time over the fastest peer's) is printed and
+written to ``benchmarks/results/latest.md``.
+
+``--workers 1 2`` runs the pipeline once per worker count in each round: 1 is Beam's default
+in-process runner, N > 1 adds ``--direct_num_workers=N --direct_running_mode=multi_processing``.
+The tables each worker count wrote are fingerprinted (row count and an order-independent hash of
+every row, run_id left out) and must be identical.
 """
 
 from __future__ import annotations
@@ -31,13 +38,15 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 PAGE = os.sysconf("SC_PAGE_SIZE")
-ENGINES = ("pipeline", "duckdb")
+ENGINES = ("pipeline", "duckdb", "polars")
+PEERS = ("duckdb", "polars")
+MODULES = {"duckdb": "benchmarks.reference_duckdb", "polars": "benchmarks.reference_polars"}
 
 
 @dataclass
@@ -46,6 +55,7 @@ class Sample:
     cpu: float
     peak_rss: int
     ok: bool
+    fingerprint: dict[str, tuple] = field(default_factory=dict)
 
 
 def _children_map() -> dict[int, list[int]]:
@@ -120,14 +130,26 @@ def ensure_data(size: int, fmt: str, seed: int, data_root: Path) -> Path:
     return folder
 
 
-def _command(engine: str, folder: Path, fmt: str, out: Path, pipeline_args: list[str], duckdb_args: list[str]) -> list[str]:
+def engine_label(engine: str, workers: int) -> str:
+    return engine if engine != "pipeline" or workers == 1 else f"pipeline ({workers} workers)"
+
+
+def worker_args(workers: int) -> list[str]:
+    """Beam flags for ``workers`` pipeline workers: none for 1 (the in-process default runner)."""
+    if workers == 1:
+        return []
+    return [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
+
+
+def command_for(engine: str, workers: int, folder: Path, fmt: str, out: Path, args: argparse.Namespace) -> list[str]:
     pattern = str(folder / f"part-*.{fmt}")
     workstreams = str(folder / "workstreams.json")
     if engine == "pipeline":
         return [sys.executable, "-m", "pipelines.run", "--input", pattern, "--output", str(out),
-                "--workstreams", workstreams, *pipeline_args]
-    return [sys.executable, "-m", "benchmarks.reference_duckdb", "--input", pattern, "--output", str(out),
-            "--workstreams", workstreams, *duckdb_args]
+                "--workstreams", workstreams, *worker_args(workers), *args.pipeline_arg]
+    extra = args.duckdb_arg if engine == "duckdb" else args.polars_arg
+    return [sys.executable, "-m", MODULES[engine], "--input", pattern, "--output", str(out),
+            "--workstreams", workstreams, *extra]
 
 
 def _manifest_ok(out: Path, expected: dict) -> bool:
@@ -139,39 +161,74 @@ def _manifest_ok(out: Path, expected: dict) -> bool:
     return all(counts.get(k) == expected[k] for k in keys) and counts.get("rejected_by_code") == expected["rejected_by_code"]
 
 
+def fingerprint(out: Path) -> dict[str, tuple]:
+    """Per table: (rows, order-independent hash of the rows without run_id): equal tables, equal prints."""
+    import duckdb
+
+    prints = {}
+    for table in ("task_completed", "throughput_daily", "rejects"):
+        files = out / table / "**" / "*.parquet"
+        if not any((out / table).rglob("*.parquet")):
+            prints[table] = (0, 0)
+            continue
+        source = f"read_parquet('{files}', hive_partitioning = {'false' if table == 'rejects' else 'true'})"
+        con = duckdb.connect()
+        names = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall() if r[0] != "run_id"]
+        row = ", ".join(f'"{n}"' for n in names)
+        prints[table] = con.execute(f"SELECT count(*), coalesce(bit_xor(hash({row})), 0) FROM {source}").fetchone()
+        con.close()
+    return prints
+
+
 def _mib(value: float) -> str:
     return f"{value / (1 << 20):,.0f}"
 
 
 def table(results: dict[tuple[int, str, str], list[Sample]]) -> str:
     lines = ["| case | engine | records/s | wall s (median) | CPU s (median) | peak RSS MiB (median) "
-             "| wall / DuckDB | runs ok |",
+             "| wall / fastest peer | runs ok |",
              "|---|---|---:|---:|---:|---:|---:|---|"]
     for (size, fmt, engine), samples in results.items():
         wall = statistics.median(s.wall for s in samples)
         cpu = statistics.median(s.cpu for s in samples)
         rss = statistics.median(s.peak_rss for s in samples)
-        duck = results.get((size, fmt, "duckdb"))
-        ratio = wall / statistics.median(s.wall for s in duck) if duck else float("nan")
+        peers = [statistics.median(s.wall for s in results[(size, fmt, p)]) for p in PEERS if (size, fmt, p) in results]
+        ratio = f"{wall / min(peers):.2f}x" if peers else "-"
         ok = f"{sum(s.ok for s in samples)}/{len(samples)}"
         lines.append(f"| {size:,} {fmt} | {engine} | {size / wall:,.0f} | {wall:.2f} | {cpu:.2f} | {_mib(rss)} "
-                     f"| {ratio:.1f}x | {ok} |")
+                     f"| {ratio} | {ok} |")
     return "\n".join(lines)
 
 
+def workers_check(results: dict[tuple[int, str, str], list[Sample]], workers: list[int]) -> tuple[str, bool]:
+    """Whether every pipeline run of a case, whatever its worker count, wrote the same tables."""
+    if len(workers) < 2:
+        return "", True
+    lines, same_everywhere = [], True
+    cases = sorted({(size, fmt) for size, fmt, _ in results})
+    for size, fmt in cases:
+        prints = [s.fingerprint for w in workers for s in results.get((size, fmt, engine_label("pipeline", w)), [])
+                  if s.fingerprint]
+        same = len(prints) > 1 and all(p == prints[0] for p in prints)
+        same_everywhere &= same
+        rows = ", ".join(f"{t} {n:,} rows" for t, (n, _) in prints[0].items()) if prints else "no output"
+        lines.append(f"* {size:,} {fmt}: {len(prints)} pipeline runs with {' and '.join(map(str, workers))} workers: "
+                     f"tables {'identical' if same else 'DIFFERENT'} ({rows})")
+    return "\n".join(lines), same_everywhere
+
+
 def _environment(args: argparse.Namespace) -> str:
-    import duckdb
-
-    try:
-        import apache_beam
-
-        beam = apache_beam.__version__
-    except Exception:  # noqa: BLE001 - only for the report
-        beam = "?"
+    versions = []
+    for name in ("apache_beam", "duckdb", "polars", "pyarrow"):
+        try:
+            versions.append(f"{name} {__import__(name).__version__}")
+        except Exception:  # noqa: BLE001 - only for the report
+            versions.append(f"{name} ?")
+    load = os.getloadavg()[0]
     return (f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')} on {platform.node()}: {os.cpu_count()} CPUs, "
-            f"Python {platform.python_version()}, Beam {beam}, DuckDB {duckdb.__version__}; "
-            f"repeats {args.repeats}, seed {args.seed}; pipeline args {args.pipeline_arg or '(defaults)'}; "
-            f"DuckDB args {args.duckdb_arg or '(defaults)'}")
+            f"1-minute load {load:.2f} at the end; Python {platform.python_version()}, {', '.join(versions)}; "
+            f"repeats {args.repeats}, seed {args.seed}, pipeline workers {args.workers}; "
+            f"extra args: pipeline {args.pipeline_arg or '-'}, DuckDB {args.duckdb_arg or '-'}, polars {args.polars_arg or '-'}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,44 +238,58 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
+    parser.add_argument("--workers", type=int, nargs="+", default=[1],
+                        help="pipeline worker counts to run in each round, e.g. --workers 1 2")
     parser.add_argument("--data-dir", type=Path, default=BENCH / "data")
     parser.add_argument("--results", type=Path, default=BENCH / "results" / "latest.md")
     parser.add_argument("--pipeline-arg", action="append", default=[],
-                        help="extra argument for the pipeline, e.g. --pipeline-arg=--direct_num_workers=2")
+                        help="extra argument for the pipeline, e.g. --pipeline-arg=--max-reject-rate=0.5")
     parser.add_argument("--duckdb-arg", action="append", default=[],
-                        help="extra argument for the reference, e.g. --duckdb-arg=--threads=1")
+                        help="extra argument for the DuckDB reference, e.g. --duckdb-arg=--threads=1")
+    parser.add_argument("--polars-arg", action="append", default=[],
+                        help="extra argument for the polars reference, e.g. --polars-arg=--threads=1")
     parser.add_argument("--keep-output", action="store_true", help="keep each run's output directory")
     args = parser.parse_args(argv)
+    if any(w < 1 for w in args.workers):
+        parser.error("--workers takes counts >= 1")
 
+    runs = [(engine, w) for engine in args.engines for w in (args.workers if engine == "pipeline" else [1])]
     results: dict[tuple[int, str, str], list[Sample]] = {}
     for size in args.sizes:
         for fmt in args.formats:
             folder = ensure_data(size, fmt, args.seed, args.data_dir)
             expected = json.loads((folder / "expected.json").read_text())
             for repeat in range(args.repeats):
-                order = list(args.engines) if repeat % 2 == 0 else list(reversed(args.engines))
-                for engine in order:
-                    out = args.data_dir / "runs" / f"{size}-{fmt}-{engine}-{repeat}"
+                shift = repeat % len(runs)
+                for engine, workers in runs[shift:] + runs[:shift]:
+                    label = engine_label(engine, workers)
+                    slug = label.replace(" ", "").replace("(", "-").replace(")", "")
+                    out = args.data_dir / "runs" / f"{size}-{fmt}-{slug}-{repeat}"
                     shutil.rmtree(out, ignore_errors=True)
                     out.parent.mkdir(parents=True, exist_ok=True)
                     log = out.with_suffix(".log")
-                    command = _command(engine, folder, fmt, out, args.pipeline_arg, args.duckdb_arg)
-                    wall, cpu, peak, code = measure(command, log)
+                    wall, cpu, peak, code = measure(command_for(engine, workers, folder, fmt, out, args), log)
                     ok = code == 0 and _manifest_ok(out, expected)
-                    results.setdefault((size, fmt, engine), []).append(Sample(wall, cpu, peak, ok))
-                    print(f"{size:>9,} {fmt:5} {engine:8} run {repeat + 1}: wall {wall:7.2f} s  cpu {cpu:7.2f} s  "
+                    prints = fingerprint(out) if engine == "pipeline" and len(args.workers) > 1 and ok else {}
+                    results.setdefault((size, fmt, label), []).append(Sample(wall, cpu, peak, ok, prints))
+                    print(f"{size:>9,} {fmt:5} {label:22} run {repeat + 1}: wall {wall:7.2f} s  cpu {cpu:7.2f} s  "
                           f"peak {_mib(peak):>6} MiB  {'ok' if ok else f'FAILED (exit {code}, see {log})'}",
                           flush=True)
                     if not args.keep_output:
                         shutil.rmtree(out, ignore_errors=True)
     report = table(results)
-    header = f"# Benchmark: pipeline vs DuckDB reference\n\n{_environment(args)}\n\n"
+    check, same = workers_check(results, args.workers)
+    title = "# Benchmark: pipeline vs DuckDB and polars references"
+    header = f"{title}\n\n{_environment(args)}\n\n"
     print()
     print(report)
+    if check:
+        print()
+        print(check)
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(header + report + "\n")
+    args.results.write_text(header + report + "\n" + (f"\n{check}\n" if check else ""))
     print(f"\nwritten to {args.results}")
-    return 0 if all(s.ok for samples in results.values() for s in samples) else 1
+    return 0 if same and all(s.ok for samples in results.values() for s in samples) else 1
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
-"""The benchmark's two engines agree: the pipeline and the DuckDB SQL reference, on generated data.
+"""The benchmark's engines agree: the pipeline, the DuckDB SQL reference and the polars reference, on generated data.
 
 A small data set of each format (``benchmarks.generate``: every error code the format can express,
-duplicates of both policies, blank lines, offsets) goes through ``pipelines.run.run`` and through
-``benchmarks.reference_duckdb``; both must write the same task_completed rows, the same
-throughput_daily sums and the same rejects, and the pipeline's manifest must report the counts the
-generator derived. No timing is asserted here: speed is ``python -m benchmarks.run``'s business.
+duplicates of both policies, blank lines, offsets) goes through ``pipelines.run.run``, through
+``benchmarks.reference_duckdb`` and through ``benchmarks.reference_polars``; each peer must write the
+same task_completed rows, the same throughput_daily sums and the same rejects (code, field, line) as
+the pipeline, and every manifest must report the counts the generator derived. No timing is asserted
+here: speed is ``python -m benchmarks.run``'s business.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import pytest
 
 from benchmarks.generate import generate
 from benchmarks.reference_duckdb import run_reference
+from benchmarks.reference_polars import run_reference as run_polars
 from pipelines.run import RunOptions, run
+
+PEERS = ("reference", "polars")  # the DuckDB reference and the polars one
 
 RECORDS = 2_000
 
@@ -55,7 +59,9 @@ def both_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     workstreams = str(data / "workstreams.json")
     pipeline = run(RunOptions(inputs=(pattern,), output=str(base / "pipeline"), workstreams=workstreams))
     reference = run_reference([pattern], workstreams, str(base / "reference"))
-    return {"base": base, "expected": generated.expected, "pipeline": pipeline.manifest, "reference": reference}
+    polars = run_polars([pattern], workstreams, str(base / "polars"))
+    return {"base": base, "expected": generated.expected, "pipeline": pipeline.manifest, "reference": reference,
+            "polars": polars}
 
 
 def test_the_generator_covers_every_error_code_of_the_format(both_runs: dict[str, Any]) -> None:
@@ -69,7 +75,7 @@ def test_the_generator_covers_every_error_code_of_the_format(both_runs: dict[str
     assert expected["superseded"] > 0 and expected["ignored_duplicates"] > 0
 
 
-@pytest.mark.parametrize("engine", ["pipeline", "reference"])
+@pytest.mark.parametrize("engine", ["pipeline", *PEERS])
 def test_manifest_counts_equal_what_the_generator_did(both_runs: dict[str, Any], engine: str) -> None:
     expected = both_runs["expected"]
     counts = both_runs[engine]["counts"]
@@ -79,18 +85,20 @@ def test_manifest_counts_equal_what_the_generator_did(both_runs: dict[str, Any],
     assert counts["reconciles"] is True
 
 
-def test_same_task_completed_rows(both_runs: dict[str, Any]) -> None:
+@pytest.mark.parametrize("peer", PEERS)
+def test_same_task_completed_rows(both_runs: dict[str, Any], peer: str) -> None:
     base = both_runs["base"]
     pipeline = _rows(base / "pipeline", "task_completed", TASK_KEY)
-    reference = _rows(base / "reference", "task_completed", TASK_KEY)
+    reference = _rows(base / peer, "task_completed", TASK_KEY)
     assert len(pipeline) == both_runs["expected"]["written"]
-    only_pipeline = sorted(set(pipeline) - set(reference))
-    only_reference = sorted(set(reference) - set(pipeline))
+    only_pipeline = sorted(set(pipeline) - set(reference), key=repr)
+    only_reference = sorted(set(reference) - set(pipeline), key=repr)
     assert (only_pipeline[:3], only_reference[:3]) == ([], [])
     assert pipeline == reference
 
 
-def test_same_object_and_extra_columns(both_runs: dict[str, Any]) -> None:
+@pytest.mark.parametrize("peer", PEERS)
+def test_same_object_and_extra_columns(both_runs: dict[str, Any], peer: str) -> None:
     base = both_runs["base"]
     columns = ("source_file", "source_line", "task_metadata", "task_measurements", "extra_fields")
 
@@ -98,22 +106,24 @@ def test_same_object_and_extra_columns(both_runs: dict[str, Any]) -> None:
         rows = _rows(out, "task_completed", columns)
         return [(*r[:4], json.loads(r[4]) if r[4] else None) for r in rows]
 
-    assert normalized(base / "pipeline") == normalized(base / "reference")
+    assert normalized(base / "pipeline") == normalized(base / peer)
 
 
-def test_same_throughput_daily_sums(both_runs: dict[str, Any]) -> None:
+@pytest.mark.parametrize("peer", PEERS)
+def test_same_throughput_daily_sums(both_runs: dict[str, Any], peer: str) -> None:
     base = both_runs["base"]
     pipeline = _rows(base / "pipeline", "throughput_daily", DAILY_KEY + DAILY_SUMS)
-    reference = _rows(base / "reference", "throughput_daily", DAILY_KEY + DAILY_SUMS)
+    reference = _rows(base / peer, "throughput_daily", DAILY_KEY + DAILY_SUMS)
     assert len(pipeline) == len(reference)
     mismatched = [(p, r) for p, r in zip(pipeline, reference) if not _close(p, r)]
     assert mismatched[:3] == []
 
 
-def test_same_rejects(both_runs: dict[str, Any]) -> None:
+@pytest.mark.parametrize("peer", PEERS)
+def test_same_rejects(both_runs: dict[str, Any], peer: str) -> None:
     base = both_runs["base"]
     columns = ("source_file", "source_line", "error_code", "error_field", "workstream_id")
     pipeline = _rows(base / "pipeline", "rejects", columns)
-    reference = _rows(base / "reference", "rejects", columns)
+    reference = _rows(base / peer, "rejects", columns)
     assert len(pipeline) == both_runs["expected"]["rejected"]
     assert pipeline == reference

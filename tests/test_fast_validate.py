@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from schemas.config import WorkstreamConfig
 from schemas.record import FIELD_ORDER, TaskCompleted
 from tests.conftest import CONFIG_DATA, TD, TD2, UC, WS
-from transforms.fast_validate import Certifier
+from schemas.fast_validate import Certifier
 from transforms.read import RawChunk
 from transforms.validate import validate_chunk
 

@@ -289,3 +289,23 @@ def test_a_lone_surrogate_body_gets_the_batch_paths_code_and_field() -> None:
     outcome = checker.line(body, WS, "2020-12-22T10:00:00Z")
     assert isinstance(outcome, Rejection)
     assert (outcome.code, outcome.field) == ("invalid_encoding", "task_id")
+
+
+def test_a_batch_through_the_fast_path_lands_what_one_by_one_would() -> None:
+    """Plain bodies are certified in bulk; every body still gets the outcome the model gives it alone."""
+    from schemas.config import WorkstreamConfig
+    from tests.conftest import CONFIG_DATA, WS, record
+
+    checker = BodyChecker(WorkstreamConfig.model_validate(CONFIG_DATA))
+    bodies = [record(unique_id="a"), record(task_count=-1), record(workstream_id="ws-audio"), record(worker_id=" W@X.COM "),
+              record(received_at="2020-01-01T00:00:00Z"), record(task_started_at="2021-01-01T00:00:00Z"),
+              record(extra="kept", task_metadata={"k": [1, 2]}), "[1]", record(task_count="12")]
+    raw = b"\n".join(b if isinstance(b, bytes) else (b.encode() if isinstance(b, str) else json.dumps(b).encode())
+                     for b in bodies)
+    when = "2020-12-22T10:00:00.000000Z"
+    accepted, rejected = checker.batch(raw, WS, when, json_lines=True)  # type: ignore[misc]
+    one_by_one = [checker.line(line, WS, when) for line in raw.split(b"\n")]
+    assert accepted == [o for o in one_by_one if isinstance(o, bytes)]
+    assert [(i, r.as_dict()) for i, r in rejected] == [(i, o.as_dict()) for i, o in enumerate(one_by_one)
+                                                       if isinstance(o, Rejection)]
+    assert len(accepted) == 5 and [i for i, _ in rejected] == [1, 2, 5, 7]

@@ -28,7 +28,7 @@ from schemas.rules import RuleError
 from schemas.tables import arrow_schema
 from tests.conftest import CONFIG_DATA, record
 from tests.test_fast_validate import _record
-from transforms.fast_validate import Certifier
+from schemas.fast_validate import Certifier
 from transforms.read import RawChunk
 from transforms.validate import ACCEPTED_SCHEMA, accepted_schema, validate_chunk
 

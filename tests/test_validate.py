@@ -480,7 +480,7 @@ def test_when_the_fast_path_fails_the_model_decides_every_record(config: Workstr
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("fast path bug")
 
-    monkeypatch.setattr("transforms.fast_validate.Certifier.certify", broken)
+    monkeypatch.setattr("schemas.fast_validate.Certifier.certify", broken)
     accepted, rejects, counts = validate_chunk(chunk, config, fast=True)
     assert accepted.column("task_id").to_pylist() == ["a", "c"]
     assert accepted.to_pylist() == expected[0].to_pylist()
@@ -525,7 +525,7 @@ def test_a_row_arrow_cannot_store_is_rejected_and_its_neighbours_kept(config: Wo
 
 def test_context_and_fast_path_lookups_are_built_once_per_validator(config: WorkstreamConfig,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from transforms import fast_validate
+    from schemas import fast_validate
 
     built = []
     real_init = fast_validate.Certifier.__init__

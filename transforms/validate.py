@@ -26,7 +26,7 @@ from schemas.config import WorkstreamConfig
 from schemas.errors import ErrorCode
 from schemas.record import FieldError, RecordContext, TaskCompleted, parse_json_record, validate_record
 from schemas.tables import REJECTS, TASK_COMPLETED, arrow_schema
-from transforms.fast_validate import Certifier
+from schemas.fast_validate import Certifier
 from transforms.read import RawChunk
 
 __all__ = [

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from schemas.config import WorkstreamConfig
+
+# CI runs the same examples every time (a red build always reproduces); explore new ones with
+# HYPOTHESIS_PROFILE=explore.
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 WS = "ws-ner"
 UC = "305ea07b-1d24-4f8f-8e1d-aae27cb07840"

@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.config import WorkstreamConfig
+from schemas.fast_validate import Certifier
 from schemas.record import FIELD_ORDER, TaskCompleted
 from tests.conftest import CONFIG_DATA, TD, TD2, UC, WS
-from schemas.fast_validate import Certifier
 from transforms.read import RawChunk
 from transforms.validate import validate_chunk
 

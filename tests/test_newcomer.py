@@ -22,13 +22,13 @@ from pydantic import BeforeValidator, Field, field_validator
 
 from schemas.config import WorkstreamConfig
 from schemas.errors import DocumentedCode, ErrorCode
+from schemas.fast_validate import Certifier
 from schemas.record import FIELD_ORDER, FieldKind, RecordContext, TaskCompleted, field_specs, validate_record
 from schemas.reference import reference
 from schemas.rules import RuleError
 from schemas.tables import arrow_schema
 from tests.conftest import CONFIG_DATA, record
 from tests.test_fast_validate import _record
-from schemas.fast_validate import Certifier
 from transforms.read import RawChunk
 from transforms.validate import ACCEPTED_SCHEMA, accepted_schema, validate_chunk
 

@@ -24,9 +24,9 @@ import pyarrow as pa
 from schemas import rules
 from schemas.config import WorkstreamConfig
 from schemas.errors import ErrorCode
+from schemas.fast_validate import Certifier
 from schemas.record import FieldError, RecordContext, TaskCompleted, parse_json_record, validate_record
 from schemas.tables import REJECTS, TASK_COMPLETED, arrow_schema
-from schemas.fast_validate import Certifier
 from transforms.read import RawChunk
 
 __all__ = [

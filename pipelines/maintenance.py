@@ -28,7 +28,7 @@ from pipelines.run import Progress, RunOptions, RunResult, pipeline_options_from
 from schemas.tables import TASK_COMPLETED, THROUGHPUT_DAILY, TableSpec
 from transforms.counts import CommitFiles, StageReport, WriteCounts
 from transforms.files import exists, list_files, read_json, read_parquet, write_json, write_parquet
-from transforms.layout import LAYOUT_VERSION, LayoutError, OutputLayout, check_run_id, new_run_id, unescape_partition_value
+from transforms.layout import LAYOUT_VERSION, LayoutError, OutputLayout, check_run_id, new_run_id
 
 __all__ = ["backfill", "compact", "plan_chunks"]
 
@@ -129,8 +129,8 @@ def _compaction_work(layout: OutputLayout, tables: Iterable[TableSpec]
     for table in tables:
         by_partition: dict[tuple[str, ...], list[str]] = {}
         for path in list_files(layout.table_files(table)):
-            segments = layout.relative(posixpath.dirname(path)).split("/")[1:]
-            values = tuple(unescape_partition_value(s.split("=", 1)[1]) for s in segments)
+            found = layout.partition_of(path)
+            values = tuple(found[column] for column in table.partition_by)
             by_partition.setdefault(values, []).append(path)
         for values, paths in sorted(by_partition.items()):
             folder = layout.partition(table, values)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import posixpath
 import stat
 import sys
 from collections.abc import Callable, Sequence
@@ -44,7 +43,6 @@ from transforms.layout import (
     check_run_id,
     is_local,
     new_run_id,
-    unescape_partition_value,
 )
 from transforms.read import InputFile, LineSplits, RawChunk, ReadTaskFiles, detect_format
 from transforms.retry import csv_header, rejected_chunks
@@ -214,8 +212,7 @@ def retry_rejects(options: RunOptions, beam_args: Sequence[str] = (), run_ids: S
 def _stored_rejects(layout: OutputLayout, run_ids: Sequence[str], codes: Sequence[str]) -> pa.Table:
     parts = []
     for path in list_files(layout.table_files(REJECTS)):
-        run = unescape_partition_value(posixpath.basename(posixpath.dirname(path)).split("=", 1)[1])
-        if run_ids and run not in run_ids:
+        if run_ids and layout.partition_of(path)["run_id"] not in run_ids:
             continue
         rows = read_parquet(path, ["source_file", "source_line", "error_code", "raw"])
         if codes:

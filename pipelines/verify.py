@@ -19,7 +19,6 @@ not for every night.
 from __future__ import annotations
 
 import argparse
-import posixpath
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from pipelines.lock import hold_output
 from schemas.tables import TASK_COMPLETED, THROUGHPUT_DAILY
 from transforms.dedupe import INDEX_BUCKETS, INDEX_SCHEMA, bucket_of, dedupe_key
 from transforms.files import DamagedFile, exists, list_files, read_json, read_parquet, write_json, write_parquet
-from transforms.layout import OutputLayout, new_run_id, unescape_partition_value
+from transforms.layout import OutputLayout, new_run_id
 from transforms.write import daily_throughput
 
 __all__ = ["Finding", "repair", "repair_main", "verify", "verify_main"]
@@ -114,14 +113,13 @@ def _partition_rows(layout: OutputLayout, table: Any, columns: list[str] | None)
     """Every row of a partitioned table (selected columns) with its partition values, and the damaged files."""
     parts, damaged = [], []
     for path in list_files(layout.table_files(table)):
-        segments = layout.relative(posixpath.dirname(path)).split("/")[1:]
-        values = dict(segment.split("=", 1) for segment in segments)
+        values = layout.partition_of(path)
         try:
             part = read_parquet(path, columns)
         except DamagedFile as exc:
             damaged.append(str(exc))
             continue
-        part = part.append_column("workstream_id", pa.array([unescape_partition_value(values["workstream_id"])]
+        part = part.append_column("workstream_id", pa.array([values["workstream_id"]]
                                                              * part.num_rows, pa.string()))
         part = part.append_column("completed_date", pa.array([values["completed_date"]] * part.num_rows, pa.string())
                                   .cast(pa.date32()))

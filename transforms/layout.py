@@ -240,6 +240,11 @@ class OutputLayout:
             return False
         return self.relative(path).split("/", 1)[0] in _OWN_FOLDERS or self.relative(path) in (LOCK_FILE, LAYOUT_FILE)
 
+    def partition_of(self, path: str) -> dict[str, str]:
+        """The partition values of a table file, from its folder names (unescaped), by column."""
+        segments = self.relative(posixpath.dirname(path)).split("/")[1:]
+        return {name: unescape_partition_value(value) for name, _, value in (s.partition("=") for s in segments)}
+
     def rebase(self, path: str, onto: OutputLayout) -> str:
         """The same relative path under another layout (a staged file's place in the output)."""
         return onto.join(self.relative(path))

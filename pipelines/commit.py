@@ -33,7 +33,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines.errors import DamagedOutput, RunError
 from transforms.files import DamagedFile, list_files, read_json, write_json
-from transforms.layout import OutputLayout
+from transforms.layout import INDEX, LAYOUT_VERSION, LEDGER, OutputLayout
 
 __all__ = [
     "Journal",
@@ -139,6 +139,14 @@ class StagedRun:
 
     def final_path(self, staged_path: str) -> str:
         return self.area.rebase(staged_path, self.layout)
+
+    def layout_marker(self) -> list[tuple[str, str]]:
+        """The move that puts the layout's version marker in place, when the output has none yet."""
+        if FileSystems.exists(self.layout.layout_file()):
+            return []
+        marker = self.area.layout_file()
+        write_json(marker, {"version": LAYOUT_VERSION, "partition_values": "escaped as Hive and Spark do"})
+        return [(marker, self.layout.layout_file())]
 
 
 @dataclass
@@ -329,6 +337,19 @@ class Ledger:
             raise DamagedOutput(f"{sorted(found - expected)[0]} is in the key index of {self.layout.root} but no "
                                 "commit wrote it (a stray copy?); move it away, or "
                                 + _REPAIR.format(root=self.layout.root) + " to rebuild the index")
+
+    def stage_next(self, staging: StagedRun, new: Sequence[LedgerEntry], staged: Sequence[str],
+                   retired: Sequence[str]) -> tuple[str, str]:
+        """Write the next ledger into staging: ``new`` entries in place, and the key index's files
+        as this commit leaves them (those listed now, less the retired, plus the staged ones).
+        Returns (staged path, final path), the move for the journal."""
+        index_now = self.index_files if self.index_files is not None else list_files(self.layout.index_files())
+        gone = set(retired)
+        index_after = [p for p in index_now if p not in gone]
+        index_after += [staging.final_path(p) for p in staged if staging.area.relative(p).startswith(f"{INDEX}/")]
+        path = staging.area.join(LEDGER, "ledger.json")
+        write_json(path, self.updated(new, index_after))
+        return path, self.next_path()
 
     def next_path(self) -> str:
         number = (self.layout.ledger_number(self.files[-1]) or 0) + 1 if self.files else 1

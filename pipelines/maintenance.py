@@ -27,8 +27,8 @@ from pipelines.lock import hold_output
 from pipelines.run import Progress, RunOptions, RunResult, pipeline_options_from, quiet, resolve_inputs, run
 from schemas.tables import TASK_COMPLETED, THROUGHPUT_DAILY, TableSpec
 from transforms.counts import CommitFiles, StageReport, WriteCounts
-from transforms.files import exists, list_files, read_json, read_parquet, write_json, write_parquet
-from transforms.layout import LAYOUT_VERSION, LayoutError, OutputLayout, check_run_id, new_run_id
+from transforms.files import list_files, read_json, read_parquet, write_parquet
+from transforms.layout import LayoutError, OutputLayout, check_run_id, new_run_id
 
 __all__ = ["backfill", "compact", "plan_chunks"]
 
@@ -113,10 +113,7 @@ def compact(output: str, tables: Iterable[TableSpec] = (TASK_COMPLETED, THROUGHP
         journal = Journal.of_staged(staging, report.files.staged, report.files.retired, manifest)
         journal.moves += renames
         journal.deletes += layout.legacy_partition_folders()  # emptied by the moves and merges above
-        if not exists(layout.layout_file()):
-            marker = staging.area.join("_layout.json")
-            write_json(marker, {"version": LAYOUT_VERSION, "partition_values": "escaped as Hive and Spark do"})
-            journal.moves.append((marker, layout.layout_file()))
+        journal.moves += staging.layout_marker()
         journal.commit()
     return manifest
 

@@ -34,10 +34,9 @@ from transforms.changes import Partition
 from transforms.counts import StageReport, TableCounts, WriteCounts
 from transforms.dedupe import CHANGES, DedupeByKey
 from transforms.durations import DeriveDurations
-from transforms.files import DamagedFile, list_files, read_json, read_parquet, write_json
+from transforms.files import DamagedFile, list_files, read_json, read_parquet
 from transforms.files import exists as files_exist
 from transforms.layout import (
-    LAYOUT_VERSION,
     LayoutError,
     OutputLayout,
     check_run_id,
@@ -345,20 +344,11 @@ def _commit(staging: StagedRun, ledger: Ledger, plan: Plan, report: StageReport,
         entries = [LedgerEntry(f.path, plan.checksums[f.path], staging.run_id,
                                tuple(sorted(set(report.files.file_partitions.get(f.path, [])))))
                    for f in plan.files]
-        index_now = ledger.index_files if ledger.index_files is not None else list_files(layout.index_files())
-        index_after = [p for p in index_now if p not in set(retired)]
-        index_after += [staging.final_path(p) for p in staged if staging.area.contains(p)
-                        and staging.area.relative(p).startswith("_index/")]
-        staged_ledger = staging.area.join("_ledger", "ledger.json")
-        write_json(staged_ledger, ledger.updated(entries, index_after))
         journal = Journal.of_staged(staging, staged, retired + ledger.files, manifest)
-        journal.moves.append((staged_ledger, ledger.next_path()))
+        journal.moves.append(ledger.stage_next(staging, entries, staged, retired))
     else:
         journal = Journal.of_staged(staging, staged, retired, manifest)
-    if not files_exist(layout.layout_file()):
-        marker = staging.area.join("_layout.json")
-        write_json(marker, {"version": LAYOUT_VERSION, "partition_values": "escaped as Hive and Spark do"})
-        journal.moves.append((marker, layout.layout_file()))
+    journal.moves += staging.layout_marker()
     try:
         return journal.commit()
     except (LayoutError, DamagedOutput) as exc:

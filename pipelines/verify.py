@@ -19,6 +19,7 @@ not for every night.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from pipelines.errors import DamagedOutput, RunError
 from pipelines.lock import hold_output
 from schemas.tables import TASK_COMPLETED, THROUGHPUT_DAILY
 from transforms.dedupe import INDEX_BUCKETS, INDEX_SCHEMA, bucket_of, dedupe_key
-from transforms.files import DamagedFile, exists, list_files, read_json, read_parquet, write_json, write_parquet
+from transforms.files import DamagedFile, exists, list_files, read_json, read_parquet, write_parquet
 from transforms.layout import OutputLayout, new_run_id
 from transforms.write import daily_throughput
 
@@ -93,15 +94,12 @@ def repair(output: str) -> dict[str, Any]:
         staging = StagedRun.begin(layout, run_id)
         staged = _stage_index(staging, rows) + _stage_daily(staging, rows)
         retired = list_files(layout.index_files()) + list_files(layout.table_files(THROUGHPUT_DAILY))
-        ledger_files = list_files(layout.ledger_files())
-        ledger = _ledger_or_rebuilt(layout, rows)
-        index_after = [staging.final_path(p) for p in staged if staging.area.relative(p).startswith("_index/")]
-        staged_ledger = staging.area.join("_ledger", "ledger.json")
-        write_json(staged_ledger, ledger.updated([], index_after))
+        # the rebuilt index replaces every earlier index file, listed or not
+        ledger = dataclasses.replace(_ledger_or_rebuilt(layout, rows), index_files=[])
         manifest = {"run_id": run_id, "status": "committed", "kind": "repair", "index_keys": int(rows.num_rows),
-                    "ledger_rebuilt": not ledger_files, "files_added": len(staged), "files_retired": len(retired)}
-        journal = Journal.of_staged(staging, staged, retired + ledger_files, manifest)
-        journal.moves.append((staged_ledger, ledger.next_path() if ledger_files else layout.ledger_file(1)))
+                    "ledger_rebuilt": not ledger.files, "files_added": len(staged), "files_retired": len(retired)}
+        journal = Journal.of_staged(staging, staged, retired + ledger.files, manifest)
+        journal.moves.append(ledger.stage_next(staging, [], staged, retired))
         journal.commit()
     return manifest
 

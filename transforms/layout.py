@@ -37,7 +37,9 @@ from schemas.tables import REJECTS, TASK_COMPLETED, THROUGHPUT_DAILY, TableSpec
 from transforms import files
 
 __all__ = [
+    "INDEX",
     "LAYOUT_VERSION",
+    "LEDGER",
     "TABLES",
     "LayoutError",
     "OutputLayout",

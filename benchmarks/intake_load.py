@@ -43,30 +43,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from intake.openapi import SEED_EXAMPLE
+
 ROOT = Path(__file__).resolve().parent.parent
 WORKSTREAM = "ws-ner"
 USE_CASE = "305ea07b-1d24-4f8f-8e1d-aae27cb07840"
 TASK_DEFINITION = "4ed59e6b-bf4b-4f33-a1dc-4015d63eef59"
-SEED_BODY: dict[str, Any] = {
-    "worker_id": "[email protected]",
-    "task_id": "032d6802-0efa-46de-a73c-6c24f094dfcf",
-    "task_url": "https://taskus.com/annotate/123412",
-    "task_count": 10,
-    "subtask_count": 10,
-    "use_case_id": USE_CASE,
-    "task_definition_id": TASK_DEFINITION,
-    "task_started_at": "2020-12-22T09:13:24.127Z",
-    "task_completed_at": "2020-12-22T10:13:24.127Z",
-    "duration": 3600,
-    "task_created_at": "2020-12-22T10:13:24.127Z",
-    "task_measurements": {"attribute_1_count": 340, "attribute_1_label": "Words"},
-    "data_source": "api",
-    "task_metadata": {"Person Label": "29", "Date Label": "120", "Organization Label": "132"},
-    "dataset_id": "6c24f094dfcf",
-    "asset_id": "6c24f094dfcf",
-    "unique_id": "UNIQUE",
-    "replace_duplicate": True,
-}
+SEED_BODY: dict[str, Any] = {**SEED_EXAMPLE, "unique_id": "UNIQUE"}  # unique_id is varied per request
 SINGLE_PATH = f"/v1/workstreams/{WORKSTREAM}/task_completed"
 BATCH_PATH = f"{SINGLE_PATH}/batch"
 

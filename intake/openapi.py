@@ -13,9 +13,9 @@ from typing import Any
 from intake.records import BODY_FIELDS, MAX_BATCH_RECORDS, MAX_RECORD_BYTES
 from schemas.record import TaskCompleted
 
-__all__ = ["openapi_document"]
+__all__ = ["SEED_EXAMPLE", "openapi_document"]
 
-_SEED_EXAMPLE = {
+SEED_EXAMPLE: dict[str, Any] = {  # the seed's example request body, served as the OpenAPI example
     "worker_id": "[email protected]",
     "task_id": "032d6802-0efa-46de-a73c-6c24f094dfcf",
     "task_url": "https://taskus.com/annotate/123412",
@@ -49,7 +49,7 @@ def _body_schema() -> tuple[dict[str, Any], dict[str, Any]]:
         "properties": properties,
         "required": [name for name in model.get("required", []) if name in properties],
         "additionalProperties": True,
-        "example": _SEED_EXAMPLE,
+        "example": SEED_EXAMPLE,
     }, model.get("$defs", {})
 
 

@@ -25,6 +25,7 @@ import orjson
 import pytest
 
 from intake.keys import digest, new_key
+from intake.openapi import SEED_EXAMPLE
 from schemas.config import WorkstreamConfig
 from schemas.record import RecordContext, validate_record
 from tests.conftest import TD, UC, WS, record
@@ -38,26 +39,7 @@ CONFIG = {"workstreams": [
     {"id": AUDIO, "use_cases": [{"id": "uc-audio", "task_definitions": ["td-transcribe"]}],
      "api_key_sha256": [digest(OTHER_KEY)]},
 ]}
-SEED_BODY: dict[str, Any] = {  # the seed's example request body
-    "worker_id": "[email protected]",
-    "task_id": "032d6802-0efa-46de-a73c-6c24f094dfcf",
-    "task_url": "https://taskus.com/annotate/123412",
-    "task_count": 10,
-    "subtask_count": 10,
-    "use_case_id": UC,
-    "task_definition_id": TD,
-    "task_started_at": "2020-12-22T09:13:24.127Z",
-    "task_completed_at": "2020-12-22T10:13:24.127Z",
-    "duration": 3600,
-    "task_created_at": "2020-12-22T10:13:24.127Z",
-    "task_measurements": {"attribute_1_count": 340, "attribute_1_label": "Words"},
-    "data_source": "api",
-    "task_metadata": {"Person Label": "29", "Date Label": "120", "Organization Label": "132"},
-    "dataset_id": "6c24f094dfcf",
-    "asset_id": "6c24f094dfcf",
-    "unique_id": "032d6802-0efa-46de-a73c-6c24f094dfcf",
-    "replace_duplicate": True,
-}
+SEED_BODY: dict[str, Any] = SEED_EXAMPLE  # the seed's example request body
 # The seed's documented body fields (its "Body" list), and task_measurements, which its example sends.
 SEED_FIELDS = {"worker_id", "task_id", "task_url", "task_count", "subtask_count", "use_case_id", "task_definition_id",
                "task_started_at", "task_completed_at", "duration", "task_created_at", "data_source", "task_metadata",

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EXIT_COMMITTED", "EXIT_FAILED", "EXIT_FAILED_INPUTS", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "EXIT_USAGE",
-    "UsageError", "backfill_main", "compact_main", "format_summary", "main", "parse_args", "run_main",
+    "UsageError", "backfill_main", "compact_main", "format_summary", "main", "parse_args", "positive_int", "run_main",
 ]
 
 EXIT_COMMITTED = 0
@@ -138,7 +138,8 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number above 0 (other commands' parsers use it too)."""
     try:
         value = int(text)
     except ValueError:
@@ -234,11 +235,11 @@ def _run_parser(prog: str, chunked: bool = False) -> _Parser:
     parser.add_argument("--max-reject-rate", type=_fraction, metavar="FRACTION",
                         help="fail the run, committing nothing, when rejected/read is above this "
                              "(default: no limit)")
-    parser.add_argument("--max-record-bytes", type=_positive, default=1 << 20, metavar="N",
+    parser.add_argument("--max-record-bytes", type=positive_int, default=1 << 20, metavar="N",
                         help="a record (line or CSV row) longer than this is rejected as record_too_large")
     parser.add_argument("--reprocess", action="store_true",
                         help="ingest files again even if the ledger has them unchanged; their earlier rows are replaced")
-    parser.add_argument("--chunk-records", type=_positive, default=20_000, metavar="N",
+    parser.add_argument("--chunk-records", type=positive_int, default=20_000, metavar="N",
                         help="records per batch between the pipeline's stages")
     if chunked:
         parser.add_argument("--chunk-bytes", type=_size, default="256MiB", metavar="SIZE",

@@ -48,6 +48,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines.cli import positive_int
 from pipelines.rejects import OutputError, OutputReader
 from schemas.tables import REJECTS, TASK_COMPLETED, THROUGHPUT_DAILY
 
@@ -276,7 +277,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--to", dest="end", type=_date, metavar="DATE", help="last day (YYYY-MM-DD, UTC), inclusive")
     parser.add_argument("--workstream", dest="workstreams", action="append", default=[], metavar="ID",
                         help="only this workstream; repeatable")
-    parser.add_argument("--top", type=_positive, default=20, metavar="N", help="workers in the top list (default 20)")
+    parser.add_argument("--top", type=positive_int, default=20, metavar="N", help="workers in the top list (default 20)")
     parser.add_argument("--html", required=True, metavar="FILE", help="the page to write")
     return parser
 
@@ -286,16 +287,6 @@ def _date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
-    return value
 
 
 def _utc_date(stamp: Any) -> date | None:

@@ -11,7 +11,6 @@ Each writer emits counts, including the files it staged and retired, for the com
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -246,15 +245,22 @@ def _prune_earlier(partition: Partition, changes: PartitionChanges, root: Output
         if not dropped:
             earlier.kept.append(read_parquet(path, _DAILY_COLUMNS))
             continue
-        rows = read_parquet(path).filter(pc.invert(doomed))
+        target = root.part_file(TASK_COMPLETED, partition, run_id, f"-r{number}")
+        rows = _rewrite_without(path, doomed, target)
         earlier.removed += dropped
         earlier.retired.append(path)
         if rows.num_rows:
-            target = root.part_file(TASK_COMPLETED, partition, run_id, f"-r{number}")
-            write_parquet(rows, target)
             earlier.staged.append(target)
             earlier.kept.append(rows.select(_DAILY_COLUMNS))
     return earlier
+
+
+def _rewrite_without(path: str, doomed: pa.Array, target: str) -> pa.Table:
+    """An earlier file's rows less the doomed ones, staged at ``target`` unless none are left."""
+    kept = read_parquet(path).filter(pc.invert(doomed))
+    if kept.num_rows:
+        write_parquet(kept, target)
+    return kept
 
 
 def _new_rows(changes: PartitionChanges, run_id: str) -> pa.Table:
@@ -315,12 +321,10 @@ def prune_rejects(output: OutputLayout, staging: OutputLayout, run_id: str, file
         dropped = pc.sum(doomed).as_py() or 0
         if not dropped:
             continue
-        kept = read_parquet(path).filter(pc.invert(doomed))
+        target = staging.part_file(REJECTS, [output.partition_of(path)["run_id"]], run_id, f"-r{number}")
         removed += dropped
         retired.append(path)
-        if kept.num_rows:
-            target = output.rebase(FileSystems.join(posixpath.dirname(path), f"part-{run_id}-r{number}.parquet"), staging)
-            write_parquet(kept, target)
+        if _rewrite_without(path, doomed, target).num_rows:
             staged.append(target)
     return StageReport.of(tables={REJECTS.name: TableCounts(rows_removed=removed)}, files=CommitFiles(staged, retired))
 

@@ -386,7 +386,7 @@ def plan_run(files: Sequence[InputFile], ledger: Ledger, reprocess: bool, split_
         digest = checksums[path]
         entry = ledger.entries.get(path)
         twin = ledger.same_content(digest)
-        if not reprocess and entry is not None and entry.sha256 == digest:
+        if not reprocess and ledger.ingested(path, digest):
             skipped.append((path, "already ingested, unchanged"))
         elif not reprocess and entry is None and twin is not None:
             skipped.append((path, f"the same bytes as {twin.path}, ingested by run {twin.run_id}"))

@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -96,11 +96,6 @@ def unescape_partition_value(text: str) -> str:
     return unquote(text)
 
 
-def _legacy_escape(value: str) -> str:
-    """Layout 1's partition values: every byte but ``A-Za-z0-9_.-~`` URL-quoted."""
-    return quote(value, safe="")
-
-
 @dataclass(frozen=True)
 class OutputLayout:
     """Where everything of one output folder lives; ``root`` is canonical (absolute when local)."""
@@ -138,11 +133,6 @@ class OutputLayout:
     def partition(self, table: TableSpec, values: Sequence[str]) -> str:
         """``root/<table>/<col>=<value>/...`` with values escaped as Hive and Spark do."""
         segments = [f"{name}={escape_partition_value(str(value))}" for name, value in zip(table.partition_by, values)]
-        return self.join(table.name, *segments)
-
-    def legacy_partition(self, table: TableSpec, values: Sequence[str]) -> str:
-        """Where layout 1 (URL-quoted values) put the same partition."""
-        segments = [f"{name}={_legacy_escape(str(value))}" for name, value in zip(table.partition_by, values)]
         return self.join(table.name, *segments)
 
     def part_file(self, table: TableSpec, values: Sequence[str], run_id: str, suffix: str = "") -> str:

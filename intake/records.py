@@ -30,6 +30,7 @@ __all__ = [
     "MAX_RECORD_BYTES",
     "BatchTooLarge",
     "BodyChecker",
+    "Bodies",
     "Rejection",
     "received_now",
     "rejection_list",
@@ -79,12 +80,13 @@ class BodyChecker:
         data, problem = parse_json_record(raw, "body")  # the batch path's own parser
         if problem is not None:
             return Rejection(str(problem.code), problem.field, problem.describe())
-        return self.record(data, workstream, received_at)
+        return self.record(data, workstream, received_at, raw)
 
-    def record(self, data: Any, workstream: str, received_at: str) -> bytes | Rejection:
-        """One parsed body: its landing line (no newline), or why it is rejected."""
+    def record(self, data: Any, workstream: str, received_at: str, raw: bytes | None = None) -> bytes | Rejection:
+        """One parsed body (and its bytes, when known): its landing line (no newline), or why it is rejected."""
         context = self._contexts[workstream]
         problems: list[tuple[str, str | None, str]] = []
+        spliceable = raw is not None and _without_envelope(data)
         if isinstance(data, dict):
             own = data.get("workstream_id")
             if not is_blank(own):
@@ -101,15 +103,22 @@ class BodyChecker:
         if problems:
             code, field, _ = problems[0]
             return Rejection(code, field, "; ".join(message for _, _, message in problems))
-        line = orjson.dumps(data)
-        if len(line) > MAX_RECORD_BYTES:
-            return Rejection("record_too_large", None,
-                             f"the landing line would be {len(line)} bytes, over the {MAX_RECORD_BYTES}-byte limit")
-        return line
+        line = _spliced(raw, _envelope(workstream, received_at)) if spliceable and raw else orjson.dumps(data)
+        return _within_limit(line)
 
     def batch(self, raw: bytes, workstream: str, received_at: str, json_lines: bool | None = None,
               ) -> tuple[list[bytes], list[tuple[int, Rejection]]] | Rejection:
         """A batch body: (landing lines, [(index, rejection)]), or why the whole batch is rejected.
+
+        ``bodies`` then ``check`` over all of them; the server checks a large batch in steps.
+        """
+        bodies = self.bodies(raw, json_lines)
+        if isinstance(bodies, Rejection):
+            return bodies
+        return self.check(bodies, 0, len(bodies), workstream, received_at)
+
+    def bodies(self, raw: bytes, json_lines: bool | None = None) -> Bodies | Rejection:
+        """A batch body cut into its bodies, or why the whole batch is rejected.
 
         A JSON array, or JSON lines (``json_lines``; when None, a body whose first character is
         ``[`` is an array). Indexes count bodies from 0: array elements, or non-blank lines.
@@ -118,18 +127,10 @@ class BodyChecker:
         if json_lines is None:
             json_lines = not raw.lstrip().startswith(b"[")
         if json_lines:
-            bodies = [line.rstrip(b"\r") for line in raw.split(b"\n")]
-            bodies = [body for body in bodies if body.strip()]
-            _check_count(len(bodies))
-            parsed: list[Any] = []
-            for body in bodies:
-                if len(body) > MAX_RECORD_BYTES:
-                    parsed.append(Rejection(
-                        "record_too_large", None, f"line is {len(body)} bytes, over the {MAX_RECORD_BYTES}-byte limit"))
-                    continue
-                data, problem = parse_json_record(body, "body")
-                parsed.append(Rejection(str(problem.code), problem.field, problem.describe()) if problem else data)
-            return self._many(parsed, workstream, received_at)
+            lines = [line.rstrip(b"\r") for line in raw.split(b"\n")]
+            lines = [line for line in lines if line.strip()]
+            _check_count(len(lines))
+            return Bodies(lines=lines)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -141,33 +142,56 @@ class BodyChecker:
         if not isinstance(items, list):
             return Rejection("not_an_object", None, "batch body must be a JSON array of objects or JSON lines")
         _check_count(len(items))
-        return self._many(items, workstream, received_at)
+        return Bodies(items=items)
 
-    def _many(self, items: list[Any], workstream: str, received_at: str) -> tuple[list[bytes], list[tuple[int, Rejection]]]:
-        """Parsed bodies (or the rejection of a body that could not be parsed), in order."""
-        plain = self._certified(items, workstream, received_at)
+    def check(self, bodies: Bodies, start: int, stop: int, workstream: str, received_at: str,
+              ) -> tuple[list[bytes], list[tuple[int, Rejection]]]:
+        """Bodies ``start`` to ``stop``: their landing lines, and the rejected ones by batch index."""
+        raws: list[bytes | None]
+        if bodies.lines is not None:
+            raws = list(bodies.lines[start:stop])
+            items: list[Any] = []
+            for body in raws:
+                assert body is not None
+                if len(body) > MAX_RECORD_BYTES:
+                    items.append(Rejection(
+                        "record_too_large", None, f"line is {len(body)} bytes, over the {MAX_RECORD_BYTES}-byte limit"))
+                    continue
+                data, problem = parse_json_record(body, "body")
+                items.append(Rejection(str(problem.code), problem.field, problem.describe()) if problem else data)
+        else:
+            items = list((bodies.items or [])[start:stop])
+            raws = [None] * len(items)
+        plain = self._certified(items, workstream)
+        envelope = _envelope(workstream, received_at)
         accepted: list[bytes] = []
         rejected: list[tuple[int, Rejection]] = []
-        for index, item in enumerate(items):
+        for index, (item, raw) in enumerate(zip(items, raws)):
+            outcome: bytes | Rejection
             if isinstance(item, Rejection):
-                outcome: bytes | Rejection = item
+                outcome = item
             elif index in plain:
-                line = orjson.dumps(item)
-                outcome = line if len(line) <= MAX_RECORD_BYTES else self.record(item, workstream, received_at)
+                outcome = _within_limit(_spliced(raw, envelope) if raw is not None and _without_envelope(item)
+                                        else orjson.dumps({**item, "workstream_id": workstream, "received_at": received_at}))
             else:
-                outcome = self.record(item, workstream, received_at)
-            _sort(outcome, index, accepted, rejected)
+                outcome = self.record(item, workstream, received_at, raw)
+            if isinstance(outcome, Rejection):
+                rejected.append((start + index, outcome))
+            else:
+                accepted.append(outcome)
         return accepted, rejected
 
-    def _certified(self, items: list[Any], workstream: str, received_at: str) -> set[int]:
-        """Indexes of the bodies the fast path certifies (their envelope fields set in place)."""
+    def _certified(self, items: list[Any], workstream: str) -> set[int]:
+        """Indexes of the bodies the fast path certifies (objects naming no other workstream).
+
+        ``received_at`` is the server's own clock (always a valid time, and no rule of the model
+        relates it to another field), so it is left out of the certification; a body sending
+        its own goes through the model, which reports nothing about it and lands the server's.
+        """
         candidates = [i for i, item in enumerate(items) if type(item) is dict
                       and item.get("workstream_id") in (None, workstream) and "received_at" not in item]
         if not candidates:
             return set()
-        for i in candidates:
-            items[i]["workstream_id"] = workstream
-            items[i]["received_at"] = received_at
         values = {spec.name: [items[i].get(spec.name) for i in candidates] for spec in self._certifier.fields}
         try:
             _, ok = self._certifier.certify(values, True, workstream)
@@ -176,16 +200,45 @@ class BodyChecker:
         return {i for i, fine in zip(candidates, ok.tolist()) if fine}
 
 
+@dataclass(frozen=True)
+class Bodies:
+    """The bodies of a batch: each line's bytes (JSON lines), or the parsed elements (an array)."""
+
+    lines: list[bytes] | None = None
+    items: list[Any] | None = None
+
+    def __len__(self) -> int:
+        return len(self.lines if self.lines is not None else self.items or [])
+
+
+def _without_envelope(data: Any) -> bool:
+    """A non-empty object naming neither envelope field: its line is the body with both appended."""
+    return type(data) is dict and bool(data) and "workstream_id" not in data and "received_at" not in data
+
+
+def _envelope(workstream: str, received_at: str) -> bytes:
+    return b',"workstream_id":' + orjson.dumps(workstream) + b',"received_at":' + orjson.dumps(received_at) + b"}"
+
+
+def _spliced(raw: bytes, envelope: bytes) -> bytes:
+    """The body as sent (a non-empty JSON object), its closing brace replaced by the envelope's fields.
+
+    Parsed again, it is exactly the body plus the envelope: the landing line keeps the client's
+    own text, and the server saves serializing every record again.
+    """
+    return raw.strip()[:-1] + envelope
+
+
+def _within_limit(line: bytes) -> bytes | Rejection:
+    if len(line) > MAX_RECORD_BYTES:
+        return Rejection("record_too_large", None,
+                         f"the landing line would be {len(line)} bytes, over the {MAX_RECORD_BYTES}-byte limit")
+    return line
+
+
 def _check_count(count: int) -> None:
     if count > MAX_BATCH_RECORDS:
         raise BatchTooLarge(f"a batch holds at most {MAX_BATCH_RECORDS} bodies, this one {count}")
-
-
-def _sort(outcome: bytes | Rejection, index: int, accepted: list[bytes], rejected: list[tuple[int, Rejection]]) -> None:
-    if isinstance(outcome, Rejection):
-        rejected.append((index, outcome))
-    else:
-        accepted.append(outcome)
 
 
 def rejection_list(rejected: Sequence[tuple[int, Rejection]]) -> list[dict[str, Any]]:

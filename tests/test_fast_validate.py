@@ -166,6 +166,21 @@ def test_fast_path_counts_are_bounded_like_the_model(count, certified: bool) -> 
         assert "is larger than the 10^12 a single event can count" in reject["error_message"]
 
 
+@pytest.mark.parametrize("value", [
+    {}, {"a": "b", "n": 2**64 - 1, "m": -(2**63)}, {"n": 2**64}, {"n": -(2**63) - 1}, {"ü": "x"}, {"k": "ü"},
+    {"k": True}, {"k": None}, {"k": 1.5}, {"k": 1e20}, {"k": [1]}, {"k": {"x": 1}}, {"k": " padded "},
+])
+def test_fast_path_maps_objects_as_the_model_does(value: dict) -> None:
+    """The one-pass shortcut for flat objects gives the model's map, or leaves the object to the model's rule."""
+    record = {"workstream_id": WS, "worker_id": "w", "use_case_id": UC, "task_definition_id": TD,
+              "task_started_at": "2020-12-22T09:13:24Z", "task_completed_at": "2020-12-22T10:13:24Z",
+              "task_metadata": value}
+    columns, ok = Certifier(CONFIG).certify({field: [record.get(field)] for field in FIELD_ORDER}, True, None)
+    assert ok.tolist() == [True]
+    model = TaskCompleted.model_validate(record)
+    assert dict(columns["task_metadata"].to_pylist()[0]) == model.task_metadata
+
+
 _SURROGATES = ("\ud800", "a\udcff", " \udfff ")
 _UNSTORABLE = [(name, value) for name in ("worker_id", "task_id", "task_started_at", "task_count", "replace_duplicate",
                                           "duration", "data_source", "task_metadata") for value in _SURROGATES] + [

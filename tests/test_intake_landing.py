@@ -152,6 +152,48 @@ def test_batch_array_and_json_lines(checker: BodyChecker) -> None:
     assert isinstance(whole, Rejection) and whole.code == "malformed_json"
 
 
+def _no_duplicate_keys(line: bytes) -> dict[str, Any]:
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in items]
+        assert len(keys) == len(set(keys)), f"duplicate keys in {line!r}"
+        return dict(items)
+    result: dict[str, Any] = json.loads(line, object_pairs_hook=pairs)
+    return result
+
+
+def test_a_landing_line_is_the_body_as_sent_plus_the_envelope(checker: BodyChecker) -> None:
+    """The client's own text is kept; each envelope field appears once, whatever the body holds."""
+    sent = json.dumps(record(workstream_id=None, unique_id="spaced", task_metadata={"n": 1}), indent=1).encode()
+    sent = b" \r\n" + sent.replace(b"\n", b"\r\n") + b" \t\r\n"
+    line = checker.line(sent, WS, RECEIVED)
+    assert isinstance(line, bytes) and line.startswith(sent.strip()[:-1])
+    assert _no_duplicate_keys(line) == {**json.loads(sent), "workstream_id": WS, "received_at": RECEIVED}
+    for body in (record(workstream_id=WS), record(workstream_id=f" {WS} "), record(workstream_id=None, received_at="x")):
+        landed = {**body, "workstream_id": WS, "received_at": RECEIVED}
+        line = checker.line(orjson.dumps(body), WS, RECEIVED)
+        assert isinstance(line, bytes) and _no_duplicate_keys(line) == landed
+        result = checker.batch(b"\n".join([orjson.dumps(body)] * 2), WS, RECEIVED, json_lines=True)
+        assert not isinstance(result, Rejection) and result[1] == []
+        assert [_no_duplicate_keys(line) for line in result[0]] == [landed, landed]
+
+
+def test_a_batch_checked_in_steps_numbers_its_bodies_across_the_steps(checker: BodyChecker) -> None:
+    raw = b"\n".join(orjson.dumps(record(workstream_id=None, unique_id=f"s{i}", task_count=-1 if i % 7 == 3 else 1))
+                     for i in range(25))
+    bodies = checker.bodies(raw)
+    assert not isinstance(bodies, Rejection) and len(bodies) == 25
+    accepted: list[bytes] = []
+    rejected: list[int] = []
+    for start in range(0, 25, 10):
+        step_accepted, step_rejected = checker.check(bodies, start, start + 10, WS, RECEIVED)
+        accepted += step_accepted
+        rejected += [index for index, _ in step_rejected]
+    whole = checker.batch(raw, WS, RECEIVED)
+    assert not isinstance(whole, Rejection)
+    assert rejected == [i for i, _ in whole[1]] == [3, 10, 17, 24]
+    assert accepted == whole[0] and len(accepted) == 21
+
+
 # --- landing files -------------------------------------------------------------------------------
 
 def _closed_lines(root: Path) -> list[dict[str, Any]]:

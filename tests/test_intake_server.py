@@ -289,6 +289,21 @@ def test_a_batch_lands_its_good_bodies_and_lists_the_bad_ones(server: Server) ->
     assert not {"batch-1", "batch-4", "lines-1"} & set(uids)
 
 
+def test_a_batch_larger_than_one_check_step_keeps_every_index(server: Server) -> None:
+    """The server checks a batch 1,000 bodies at a time; indexes and landings span the steps."""
+    bad = {5, 1000, 1999, 2400}
+    bodies = [body(f"big-{i}", task_count=-1 if i in bad else 1) for i in range(2500)]
+    for kind, content in (("array", orjson.dumps(bodies)), ("lines", b"\n".join(orjson.dumps(b) for b in bodies))):
+        answer = server.post(f"{PATH}/batch", content=content)
+        assert answer.status_code == 202, kind
+        assert answer.json()["accepted"] == 2500 - len(bad)
+        assert [r["index"] for r in answer.json()["rejected"]] == sorted(bad)
+    rows = server.wait_closed(lambda rows: _uids(rows).count("big-2499") == 2)
+    assert sorted(set(_uids(rows)) & {f"big-{i}" for i in range(2500)}) == sorted(
+        f"big-{i}" for i in range(2500) if i not in bad)
+    assert all(_uids(rows).count(f"big-{i}") == 2 for i in (0, 999, 1001, 2499))
+
+
 def test_a_batch_over_10000_bodies_or_not_an_array_is_refused(server: Server) -> None:
     line = orjson.dumps(body("too-many"))
     answer = server.post(f"{PATH}/batch", content=b"\n".join([line] * 10_001))

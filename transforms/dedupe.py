@@ -56,6 +56,14 @@ INDEX_SCHEMA = pa.schema([("key", pa.string()), ("workstream_id", pa.string()),
 _KEYS_SCHEMA = pa.schema([("key", pa.string()), ("_seq", pa.int64()), ("replace", pa.bool_()),
                           ("workstream_id", pa.string()), ("completed_date", pa.date32()),
                           ("source_file", pa.string())])
+# What crosses the shuffle: the same, in fewer bytes (``_shuffled``/``_unshuffled``). The key is
+# its (workstream, use case, task definition) prefix, one of a few per chunk and so dictionary
+# encoded, and the escaped unique_id; the partition's workstream and the source file are
+# dictionary encoded too. About 50 bytes a record instead of about 200: an in-process runner
+# holds a shuffle in memory (twice, while it groups), so this is most of a large run's peak.
+_DICT = pa.dictionary(pa.int32(), pa.string())
+_SHUFFLED_SCHEMA = pa.schema([("prefix", _DICT), ("uid", pa.string()), ("_seq", pa.int64()), ("replace", pa.bool_()),
+                              ("workstream_id", _DICT), ("completed_date", pa.date32()), ("source_file", _DICT)])
 
 
 class DedupeByKey(beam.PTransform):
@@ -87,7 +95,7 @@ class DedupeByKey(beam.PTransform):
             _keys_by_bucket, buckets=self._buckets, policy=self._policy).with_output_types(tuple[int, pa.Table])
         if self._reprocessed:  # every bucket must drop the reprocessed files' index entries
             seeds = keyed.pipeline | "EveryBucket" >> beam.Create(
-                [(b, _KEYS_SCHEMA.empty_table()) for b in range(self._buckets)]).with_output_types(tuple[int, pa.Table])
+                [(b, _SHUFFLED_SCHEMA.empty_table()) for b in range(self._buckets)]).with_output_types(tuple[int, pa.Table])
             keyed = (keyed, seeds) | "WithEveryBucket" >> beam.Flatten()
         resolved = (
             keyed
@@ -111,12 +119,18 @@ def dedupe_key(columns: dict[str, pa.Array] | pa.RecordBatch | pa.Table) -> pa.A
     (as U+001E 0 and U+001E 1), so no id, whatever it holds, can make two keys collide. An id
     without those two control characters keys exactly as before the escaping existed.
     """
+    prefix, uid = _key_parts(columns)
+    return pc.binary_join_element_wise(prefix, uid, "")
+
+
+def _key_parts(columns: dict[str, pa.Array] | pa.RecordBatch | pa.Table) -> tuple[pa.Array, pa.Array]:
+    """The dedupe key as (prefix, escaped unique_id), the key being their concatenation."""
     parts = []
     for name in KEY_COLUMNS:
         column = columns[name] if isinstance(columns, dict) else columns.column(name)
         column = pc.replace_substring(pc.replace_substring(column, "\x1e", "\x1e0"), "\x1f", "\x1e1")
         parts.append(column)
-    return pc.binary_join_element_wise(*parts, "\x1f")
+    return pc.binary_join_element_wise(*parts[:-1], "", "\x1f"), parts[-1]
 
 
 def _keys_by_bucket(batch: pa.RecordBatch, buckets: int, policy: str) -> Iterator[tuple[int, pa.Table]]:
@@ -128,16 +142,27 @@ def _keys_by_bucket(batch: pa.RecordBatch, buckets: int, policy: str) -> Iterato
         replace = keyed.column("replace_duplicate")
     else:
         replace = pa.array([policy == "replace"] * keyed.num_rows, pa.bool_())
-    joined = dedupe_key(keyed)
+    prefix, uid = _key_parts(keyed)
     table = pa.table({
-        "key": joined, "_seq": keyed.column("_seq"), "replace": replace,
-        "workstream_id": keyed.column("workstream_id"),
+        "prefix": pc.dictionary_encode(prefix), "uid": uid, "_seq": keyed.column("_seq"), "replace": replace,
+        "workstream_id": pc.dictionary_encode(keyed.column("workstream_id")),
         "completed_date": pc.cast(keyed.column("task_completed_at"), pa.date32()),
-        "source_file": keyed.column("source_file"),
-    }, schema=_KEYS_SCHEMA)
+        "source_file": pc.dictionary_encode(keyed.column("source_file")),
+    }, schema=_SHUFFLED_SCHEMA)
+    joined = pc.binary_join_element_wise(prefix, uid, "")
     bucket = pa.array(bucket_of(joined.to_pylist(), buckets), pa.int32())
     for value in pc.unique(bucket).to_pylist():
         yield value, table.filter(pc.equal(bucket, value))
+
+
+def _unshuffled(table: pa.Table) -> pa.Table:
+    """A bucket's shuffled keys as ``_KEYS_SCHEMA``: the key whole, the dictionaries decoded."""
+    text = {name: pc.cast(table.column(name), pa.string()) for name in ("prefix", "workstream_id", "source_file")}
+    return pa.table({
+        "key": pc.binary_join_element_wise(text["prefix"], table.column("uid"), ""), "_seq": table.column("_seq"),
+        "replace": table.column("replace"), "workstream_id": text["workstream_id"],
+        "completed_date": table.column("completed_date"), "source_file": text["source_file"],
+    }, schema=_KEYS_SCHEMA)
 
 
 def resolve_duplicates(keys: pa.Table) -> pa.Table:
@@ -178,7 +203,7 @@ class _ResolveBucketFn(beam.DoFn):
 
     def process(self, element: tuple[int, Iterable[pa.Table]]) -> Iterator[Any]:
         bucket, tables = element
-        run_keys = pa.concat_tables([t.cast(_KEYS_SCHEMA) for t in tables])
+        run_keys = _unshuffled(pa.concat_tables([t.cast(_SHUFFLED_SCHEMA) for t in tables]))
         index_files: list[str] = []
         index = INDEX_SCHEMA.empty_table()
         if self._output is not None:

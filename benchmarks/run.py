@@ -19,8 +19,10 @@ Every run's manifest is checked against the generator's expected counts (column 
 (medians over the repeats, and each engine's wall time over the fastest peer's) is printed and
 written to ``benchmarks/results/latest.md``.
 
-``--workers 1 2`` runs the pipeline once per worker count in each round: 1 is Beam's default
-in-process runner, N > 1 adds ``--direct_num_workers=N --direct_running_mode=multi_processing``.
+``--workers 1 2`` runs the pipeline once per worker count in each round: 1 adds
+``--direct_num_workers=1`` (Beam's in-process runner), N > 1 adds ``--direct_num_workers=N
+--direct_running_mode=multi_processing``, and 0 (the default) adds nothing: the pipeline's own
+choice, one worker per core for an input large enough (``pipelines.run.default_workers``).
 The tables each worker count wrote are fingerprinted (row count and an order-independent hash of
 every row, run_id left out) and must be identical.
 """
@@ -131,13 +133,17 @@ def ensure_data(size: int, fmt: str, seed: int, data_root: Path) -> Path:
 
 
 def engine_label(engine: str, workers: int) -> str:
-    return engine if engine != "pipeline" or workers == 1 else f"pipeline ({workers} workers)"
+    if engine != "pipeline" or workers == 0:
+        return engine
+    return f"pipeline ({workers} worker{'s' if workers > 1 else ''})"
 
 
 def worker_args(workers: int) -> list[str]:
-    """Beam flags for ``workers`` pipeline workers: none for 1 (the in-process default runner)."""
-    if workers == 1:
+    """Beam flags for ``workers`` pipeline workers: none for 0 (the pipeline's default)."""
+    if workers == 0:
         return []
+    if workers == 1:
+        return ["--direct_num_workers=1"]
     return [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
 
 
@@ -238,8 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
-    parser.add_argument("--workers", type=int, nargs="+", default=[1],
-                        help="pipeline worker counts to run in each round, e.g. --workers 1 2")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0],
+                        help="pipeline worker counts to run in each round, e.g. --workers 1 2; "
+                             "0 is the pipeline's default (one per core for a large enough input)")
     parser.add_argument("--data-dir", type=Path, default=BENCH / "data")
     parser.add_argument("--results", type=Path, default=BENCH / "results" / "latest.md")
     parser.add_argument("--pipeline-arg", action="append", default=[],
@@ -250,8 +257,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="extra argument for the polars reference, e.g. --polars-arg=--threads=1")
     parser.add_argument("--keep-output", action="store_true", help="keep each run's output directory")
     args = parser.parse_args(argv)
-    if any(w < 1 for w in args.workers):
-        parser.error("--workers takes counts >= 1")
+    if any(w < 0 for w in args.workers):
+        parser.error("--workers takes counts >= 0")
 
     runs = [(engine, w) for engine in args.engines for w in (args.workers if engine == "pipeline" else [1])]
     results: dict[tuple[int, str, str], list[Sample]] = {}

@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -145,9 +146,13 @@ def capture(verbose: bool = False) -> Iterator[LogFile]:
     ours.setLevel(logging.INFO)  # our warnings show even if something lowers the root's level
     logging.captureWarnings(True)
     redirected = None if verbose else _point_stderr_at(path)
+    saved_hook = threading.excepthook
+    if not verbose:
+        threading.excepthook = _log_thread_exception
     try:
         yield LogFile(path, verbose)
     finally:
+        threading.excepthook = saved_hook
         if redirected is not None:
             _restore_stderr(*redirected)
         logging.captureWarnings(False)
@@ -162,6 +167,15 @@ def capture(verbose: bool = False) -> Iterator[LogFile]:
         with contextlib.suppress(OSError):
             if path.stat().st_size == 0:  # nothing was logged (a usage error): leave no empty file behind
                 path.unlink()
+
+
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    """A thread's uncaught exception goes to the log file, not the screen: when a run with
+    worker processes is interrupted, each of Beam's threads that served them ends with one."""
+    if args.exc_type is SystemExit or args.exc_value is None:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger("threads").error("thread %s ended with an exception", name, exc_info=args.exc_value)
 
 
 def _point_stderr_at(path: Path) -> tuple[int, TextIO, TextIO] | None:

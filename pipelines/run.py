@@ -23,7 +23,7 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from pipelines.commit import Journal, Ledger, LedgerEntry, StagedRun, file_checksum, recover
 from pipelines.errors import DamagedOutput, RunError
@@ -56,6 +56,7 @@ __all__ = [
 # SPEC 8: DirectRunner would first try Prism, which downloads a binary at run time. The
 # in-process FnApiRunner needs no network and is what DirectRunner falls back to offline.
 DEFAULT_RUNNER = "FnApiRunner"
+BYTES_PER_WORKER = 32 << 20  # below this much input per worker, another worker process costs more than it gives
 _LOG = logging.getLogger("throughput")
 
 
@@ -104,6 +105,12 @@ class Plan:
     retried: tuple[RawChunk, ...] = ()  # stored rejects validated again (``rejects retry``), instead of files
     splits: tuple[InputFile, ...] = ()  # what the pipeline reads: the files, large plain JSON-lines files cut up
     reprocessed_partitions: dict[Partition, list[str]] = field(default_factory=dict)  # partition -> files leaving it
+    sizes: dict[str, int] = field(default_factory=dict)  # path -> bytes as stored, of the files read
+
+    @property
+    def input_bytes(self) -> int:
+        """Bytes (as stored) of the files the pipeline reads."""
+        return sum(self.sizes.get(f.path, 0) for f in self.files)
 
     def without(self, failed: dict[str, str]) -> Plan:
         """The same plan less the files that failed while the pipeline read them."""
@@ -112,7 +119,7 @@ class Plan:
         return Plan(files, self.skipped, self.failed + tuple(sorted(failed.items())),
                     tuple(p for p in self.reprocessed if p not in failed), self.checksums, self.retried,
                     tuple(s for s in self.splits if s.path not in failed),
-                    {key: paths for key, paths in partitions.items() if paths})
+                    {key: paths for key, paths in partitions.items() if paths}, self.sizes)
 
     @property
     def empty(self) -> bool:
@@ -167,7 +174,7 @@ def run(options: RunOptions, beam_args: Sequence[str] = (), progress: Progress =
         ledger = _load_ledger(layout)
         _check_layout_version(layout)
         plan = plan_run(files, ledger, options.reprocess, options.split_bytes, options.file_format)
-        pipeline_options = pipeline_options_from(beam_args)
+        pipeline_options = pipeline_options_from(beam_args, plan.input_bytes)
         staging, plan, report = _run_pipeline(plan, config, options, layout, run_id, pipeline_options, progress)
         report = report + prune_rejects(layout, staging.area, run_id, files=plan.reprocessed)
         manifest = _manifest(run_id, options, layout, plan, report, started, pipeline_options)
@@ -365,6 +372,7 @@ def plan_run(files: Sequence[InputFile], ledger: Ledger, reprocess: bool, split_
     The one pass that takes a file's checksum also finds where to cut a plain JSON-lines file into
     splits, so that workers read one file in parallel."""
     checksums: dict[str, str] = {}
+    sizes: dict[str, int] = {}
     cuts: dict[str, list[tuple[int, int]]] = {}
     todo: list[InputFile] = []
     skipped: list[tuple[str, str]] = []
@@ -375,8 +383,15 @@ def plan_run(files: Sequence[InputFile], ledger: Ledger, reprocess: bool, split_
         why = _input_problem(path)
         if why is None:
             splitter = LineSplits(split_bytes) if _splittable(path, file_format) else None
+            sizes[path] = 0
+
+            def seen(block: bytes, path: str = path, splitter: LineSplits | None = splitter) -> None:
+                sizes[path] += len(block)
+                if splitter is not None:
+                    splitter.feed(block)
+
             try:
-                checksums[path] = file_checksum(path, splitter.feed if splitter else None)
+                checksums[path] = file_checksum(path, seen)
             except OSError as exc:
                 why = f"it cannot be read: {exc}"
             cuts[path] = splitter.finish() if splitter else []
@@ -405,7 +420,7 @@ def plan_run(files: Sequence[InputFile], ledger: Ledger, reprocess: bool, split_
             partitions.setdefault(partition, []).append(path)
     splits = tuple(piece for f in todo for piece in f.splits(cuts.get(f.path, [])))
     return Plan(tuple(todo), tuple(skipped), tuple(failed), reprocessed, checksums, splits=splits,
-                reprocessed_partitions=partitions)
+                reprocessed_partitions=partitions, sizes=sizes)
 
 
 def _splittable(path: str, file_format: str) -> bool:
@@ -481,13 +496,28 @@ def _check_timezone(name: str) -> None:
         raise RunError(f"unknown time zone {name!r} for --timezone") from exc
 
 
-def pipeline_options_from(beam_args: Sequence[str]) -> PipelineOptions:
-    """Beam's options from the flags we do not own; the runner defaults to ``DEFAULT_RUNNER``."""
+def pipeline_options_from(beam_args: Sequence[str], input_bytes: int = 0) -> PipelineOptions:
+    """Beam's options from the flags we do not own; the runner defaults to ``DEFAULT_RUNNER``,
+    with ``default_workers(input_bytes)`` worker processes unless the flags say how many."""
     options = PipelineOptions(list(beam_args))
     standard = options.view_as(StandardOptions)
     if not standard.runner:
         standard.runner = DEFAULT_RUNNER
+    chosen = any(arg.startswith(("--direct_num_workers", "--direct_running_mode")) for arg in beam_args)
+    if standard.runner == DEFAULT_RUNNER and not chosen and (workers := default_workers(input_bytes)) > 1:
+        direct = options.view_as(DirectOptions)
+        direct.direct_num_workers = workers
+        direct.direct_running_mode = "multi_processing"
     return options
+
+
+def default_workers(input_bytes: int, cores: int | None = None) -> int:
+    """Worker processes for a run of ``input_bytes`` (as stored): one per core, at most one per
+    ``BYTES_PER_WORKER``. Measured on 2 cores: a second worker made 10 MB of JSON lines 0.4 s
+    slower (its start), 100 MB 1.26x and 500 MB 1.6x faster, for about 0.6 GB more memory."""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, input_bytes // BYTES_PER_WORKER))
 
 
 def _manifest(run_id: str, options: RunOptions, layout: OutputLayout, plan: Plan, report: StageReport,
@@ -514,7 +544,8 @@ def _manifest(run_id: str, options: RunOptions, layout: OutputLayout, plan: Plan
         "failed_inputs": [{"path": p, "reason": why} for p, why in plan.failed],
         "skipped_inputs": [{"path": p, "sha256": plan.checksums.get(p), "reason": why} for p, why in plan.skipped],
         "options": {**asdict(options), "inputs": list(options.inputs), "output": layout.root,
-                    "runner": pipeline_options.view_as(StandardOptions).runner},
+                    "runner": pipeline_options.view_as(StandardOptions).runner,
+                    "workers": pipeline_options.view_as(DirectOptions).direct_num_workers},
         "counts": summary,
         "tables": {name: asdict(counts.tables.get(name, TableCounts()))
                    for name in ("task_completed", "throughput_daily", "rejects")},

@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -204,6 +205,23 @@ def test_dataflow_job_id_and_console_url_reach_the_screen(capsys: pytest.Capture
     ]
     text = log.path.read_text()
     assert "Starting GCS upload" in text and "Control channel established." in text
+
+
+def test_an_exception_that_ends_a_thread_goes_to_the_log_file(capsys: pytest.CaptureFixture[str]) -> None:
+    """An interrupted run with worker processes ends Beam's threads that served them, each with a
+    traceback: the operator sees the run's one line, the log file keeps the tracebacks."""
+    def serve() -> None:
+        raise RuntimeError("Worker subprocess exited with return code -15")
+
+    before = threading.excepthook
+    with logs.capture() as log:
+        thread = threading.Thread(target=serve, name="run_worker")
+        thread.start()
+        thread.join()
+    assert "Worker subprocess exited" not in capsys.readouterr().err
+    text = log.path.read_text()
+    assert "thread run_worker ended with an exception" in text and "RuntimeError: Worker subprocess exited" in text
+    assert threading.excepthook is before  # restored
 
 
 def test_log_file_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -149,16 +149,9 @@ class BodyChecker:
         """Bodies ``start`` to ``stop``: their landing lines, and the rejected ones by batch index."""
         raws: list[bytes | None]
         if bodies.lines is not None:
-            raws = list(bodies.lines[start:stop])
-            items: list[Any] = []
-            for body in raws:
-                assert body is not None
-                if len(body) > MAX_RECORD_BYTES:
-                    items.append(Rejection(
-                        "record_too_large", None, f"line is {len(body)} bytes, over the {MAX_RECORD_BYTES}-byte limit"))
-                    continue
-                data, problem = parse_json_record(body, "body")
-                items.append(Rejection(str(problem.code), problem.field, problem.describe()) if problem else data)
+            lines = bodies.lines[start:stop]
+            items = [_parsed(line) for line in lines]
+            raws = list(lines)
         else:
             items = list((bodies.items or [])[start:stop])
             raws = [None] * len(items)
@@ -209,6 +202,14 @@ class Bodies:
 
     def __len__(self) -> int:
         return len(self.lines if self.lines is not None else self.items or [])
+
+
+def _parsed(line: bytes) -> Any:
+    """One line of a JSON-lines batch parsed, or its ``Rejection``."""
+    if len(line) > MAX_RECORD_BYTES:
+        return Rejection("record_too_large", None, f"line is {len(line)} bytes, over the {MAX_RECORD_BYTES}-byte limit")
+    data, problem = parse_json_record(line, "body")
+    return Rejection(str(problem.code), problem.field, problem.describe()) if problem else data
 
 
 def _without_envelope(data: Any) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
@@ -18,7 +19,7 @@ from schemas.config import WorkstreamConfig
 from tests.conftest import TD2, record
 from transforms.changes import DropRecords
 from transforms.counts import SumCounts
-from transforms.dedupe import DedupeByKey, resolve_duplicates
+from transforms.dedupe import DedupeByKey, _keys_by_bucket, _unshuffled, dedupe_key, resolve_duplicates
 from transforms.durations import derive_durations
 from transforms.read import RawChunk
 from transforms.validate import sequence_number, validate_chunk
@@ -227,3 +228,29 @@ def test_reference_itself_on_the_spec_example() -> None:
     rows = [("k", 1, True), ("k", 2, False), ("k", 3, True), ("k", 4, False)]
     random.Random(0).shuffle(rows)
     assert reference(rows) == {1: SUPERSEDED, 2: IGNORED, 4: IGNORED}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["ws", "w\x1fs", "w\x1e1", ""]), st.sampled_from(["uc", "u\x1e0c"]),
+                          st.sampled_from(["td", "t\x1fd\x1f"]), st.one_of(st.none(), st.text(max_size=6))),
+                min_size=1, max_size=30))
+def test_the_shuffled_keys_come_back_as_the_dedupe_keys(parts: list[tuple[str, str, str, str | None]]) -> None:
+    """The shuffle carries a key as a dictionary-encoded prefix and the unique_id: whatever the ids
+    hold, the bucket gets back exactly ``dedupe_key`` of each keyed record, with its partition."""
+    n = len(parts)
+    batch = pa.RecordBatch.from_pydict({
+        "workstream_id": [p[0] for p in parts], "use_case_id": [p[1] for p in parts],
+        "task_definition_id": [p[2] for p in parts], "unique_id": [p[3] for p in parts],
+        "replace_duplicate": [i % 2 == 0 for i in range(n)], "_seq": list(range(n)),
+        "task_completed_at": pa.array([0] * n, pa.timestamp("us", tz="UTC")),
+        "source_file": [f"f{i % 3}" for i in range(n)],
+    })
+    tables = [table for _, table in _keys_by_bucket(batch, 4, "per-record")]
+    keyed = batch.filter(pc.is_valid(batch.column("unique_id")))
+    if not tables:
+        assert keyed.num_rows == 0
+        return
+    back = _unshuffled(pa.concat_tables(tables)).sort_by("_seq")
+    assert back.column("key").to_pylist() == dedupe_key(keyed).to_pylist()
+    assert back.column("workstream_id").to_pylist() == keyed.column("workstream_id").to_pylist()
+    assert back.column("source_file").to_pylist() == keyed.column("source_file").to_pylist()

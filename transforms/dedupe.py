@@ -56,11 +56,12 @@ INDEX_SCHEMA = pa.schema([("key", pa.string()), ("workstream_id", pa.string()),
 _KEYS_SCHEMA = pa.schema([("key", pa.string()), ("_seq", pa.int64()), ("replace", pa.bool_()),
                           ("workstream_id", pa.string()), ("completed_date", pa.date32()),
                           ("source_file", pa.string())])
-# What crosses the shuffle: the same, in fewer bytes (``_shuffled``/``_unshuffled``). The key is
-# its (workstream, use case, task definition) prefix, one of a few per chunk and so dictionary
-# encoded, and the escaped unique_id; the partition's workstream and the source file are
-# dictionary encoded too. About 50 bytes a record instead of about 200: an in-process runner
-# holds a shuffle in memory (twice, while it groups), so this is most of a large run's peak.
+# What crosses the shuffle: the same, in fewer bytes (``_unshuffled`` turns it back). The key
+# is its (workstream, use case, task definition) prefix, one of a few per chunk and so
+# dictionary encoded, and the escaped unique_id; the partition's workstream and the source file
+# are dictionary encoded too. About 67 bytes a keyed record instead of about 200 (the
+# benchmark's data): an in-process runner holds a shuffle in memory, more than once while it
+# hands the groups on, and this shuffle was most of a large run's peak.
 _DICT = pa.dictionary(pa.int32(), pa.string())
 _SHUFFLED_SCHEMA = pa.schema([("prefix", _DICT), ("uid", pa.string()), ("_seq", pa.int64()), ("replace", pa.bool_()),
                               ("workstream_id", _DICT), ("completed_date", pa.date32()), ("source_file", _DICT)])

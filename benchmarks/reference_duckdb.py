@@ -49,24 +49,19 @@ import argparse
 import glob
 import json
 import os
-import re
 import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import duckdb
 
+from benchmarks import peers
+from benchmarks.peers import FIELDS, detect_format, path_workstream
+
 __all__ = ["FIELDS", "main", "run_reference"]
 
-FIELDS = (
-    "workstream_id", "worker_id", "task_id", "task_url", "task_count", "subtask_count", "use_case_id",
-    "task_definition_id", "task_started_at", "task_completed_at", "duration", "task_created_at",
-    "data_source", "task_metadata", "task_measurements", "dataset_id", "asset_id", "unique_id",
-    "replace_duplicate", "received_at",
-)
 _STRING_FIELDS = ("task_id", "task_url", "dataset_id", "asset_id", "unique_id")
 _NUMBER_FIELDS = ("task_count", "subtask_count", "duration")
 _WS = "' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)"  # what Python's str.strip() removes (ASCII)
@@ -76,7 +71,6 @@ _FLOAT_RE = (r"[+-]?((([0-9]+(_[0-9]+)*)(\.([0-9]+(_[0-9]+)*)?)?|\.[0-9]+(_[0-9]
              r"([eE][+-]?[0-9]+(_[0-9]+)*)?|(?i:inf|infinity|nan))")
 _TS_RE = (r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}(:[0-9]{2}(:[0-9]{2}([.,][0-9]+)?)?)?"
           r"([Zz]|[+-][0-9]{2}(:?[0-9]{2}(:?[0-9]{2}([.][0-9]+)?)?)?)?")
-_PATH_WS = re.compile(r"(?:^|/)workstream_id=([^/]+)/")
 _FIELD_LIST = "[" + ", ".join(f"'{f}'" for f in FIELDS) + "]"
 _DROP_FIELDS = "{" + ", ".join(f'"{f}": null' for f in FIELDS) + "}"
 
@@ -95,21 +89,6 @@ def _trimmed(expr: str, name: str) -> str:
     return f"CASE WHEN ascii({expr}) <= 32 OR ascii(right({expr}, 1)) <= 32 THEN trim({expr}, {_WS}) ELSE {expr} END AS {name}"
 
 
-def _detect(path: str, requested: str) -> str:
-    if requested in ("jsonl", "csv"):
-        return requested
-    name = path.lower().removesuffix(".gz")
-    if name.endswith(".csv"):
-        return "csv"
-    if name.endswith((".jsonl", ".json", ".ndjson")):
-        return "jsonl"
-    raise SystemExit(f"cannot tell the format of {path} from its extension; pass --format")
-
-
-def _path_workstream(path: str) -> str | None:
-    """The ``workstream_id=<id>`` segment of a file's path (SPEC 2.3), as the pipeline reads it."""
-    found = _PATH_WS.findall(path.replace("\\", "/"))
-    return (unquote(found[-1]).strip() or None) if found else None
 
 
 def _load_config(path: str) -> list[tuple[str, str | None, str | None]]:
@@ -263,7 +242,7 @@ class _Reader:
             typed.append(f"CASE WHEN left({f}, 1) = '\"' THEN {f} ->> '$' ELSE {f}::VARCHAR END AS u_{f}")
         trims = ", ".join(f"t_{f}, {_trimmed(f'u_{f}', f's_{f}')}" for f in FIELDS)
         line = _shift(con, f"SELECT line FROM notes WHERE file_index = {index} AND kind = 'skipped'", "k", f"rows_{index}")
-        path_ws = _path_workstream(path)
+        path_ws = path_workstream(path)
         self.parts.append(f"""
             SELECT {index} AS file_index, {_q(path)} AS source_file, n.line AS source_line,
                    {_q(path_ws) if path_ws else 'NULL::VARCHAR'} AS path_ws,
@@ -297,7 +276,7 @@ class _Reader:
             pairs = ", ".join(f"{_q(n.strip())}, {quoted[n]}" for n in extras)
             extra = f"CASE WHEN {any_extra} THEN nullif(json_merge_patch('{{}}', json_object({pairs}))::VARCHAR, '{{}}') END"
         size = " + ".join(f"coalesce(strlen({quoted[n]}), 0)" for n in names) + f" + {len(names) - 1}"
-        path_ws = _path_workstream(path)
+        path_ws = path_workstream(path)
         # the cells as read (an order-preserving CREATE TABLE AS: rowid + 1 is the row's ordinal)
         con.execute(f"""
             CREATE TEMP TABLE csv_{index} AS
@@ -525,7 +504,7 @@ def run_reference(inputs: list[str], workstreams: str, output: str, file_format:
     con.executemany("INSERT INTO cfg VALUES (?, ?, ?)", _load_config(workstreams))
     reader = _Reader(con, max_record_bytes)
     for index, path in enumerate(paths):
-        reader.add(index, path, _detect(path, file_format))
+        reader.add(index, path, detect_format(path, file_format))
     reader.view()
     # the reads needed the file order (rowid ordinals); from here on the order lives in seq, so the
     # validation and dedupe may run unordered, until the COPY writes each partition in ORDER BY's order
@@ -606,24 +585,15 @@ def run_reference(inputs: list[str], workstreams: str, output: str, file_format:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.reference_duckdb", description=__doc__.splitlines()[0])
-    parser.add_argument("--input", dest="inputs", action="append", required=True, metavar="GLOB")
-    parser.add_argument("--workstreams", required=True)
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--format", dest="file_format", choices=("auto", "jsonl", "csv"), default="auto")
-    parser.add_argument("--duplicates", choices=("per-record", "replace", "keep-first"), default="per-record")
-    parser.add_argument("--run-id")
-    parser.add_argument("--max-record-bytes", type=int, default=1 << 20)
-    parser.add_argument("--threads", type=int, help="DuckDB threads (default: DuckDB's, the number of cores)")
-    parser.add_argument("--memory-limit", help="DuckDB memory_limit, e.g. 4GB")
-    args = parser.parse_args(argv)
-    manifest = run_reference(args.inputs, args.workstreams, args.output, args.file_format, args.duplicates,
-                             args.run_id, args.max_record_bytes, args.threads, args.memory_limit)
-    c = manifest["counts"]
-    print(f"reference run {manifest['run_id']}: read {c['read']} written {c['written']} rejected {c['rejected']} "
-          f"superseded {c['superseded']} ignored duplicates {c['ignored_duplicates']} (blank lines {c['blank_lines']})")
-    print("  rejects: " + ", ".join(f"{k} {v}" for k, v in c["rejected_by_code"].items()))
-    return 0
+    def engine_options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--threads", type=int, help="DuckDB threads (default: DuckDB's, the number of cores)")
+        parser.add_argument("--memory-limit", help="DuckDB memory_limit, e.g. 4GB")
+
+    return peers.main(argv, "python -m benchmarks.reference_duckdb", (__doc__ or "").splitlines()[0], "reference",
+                      lambda a: run_reference(
+                          a.inputs, a.workstreams, a.output, a.file_format, a.duplicates,
+                          a.run_id, a.max_record_bytes, a.threads, a.memory_limit),
+                      engine_options)
 
 
 if __name__ == "__main__":

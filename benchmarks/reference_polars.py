@@ -37,16 +37,12 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+
+from benchmarks import peers
+from benchmarks.peers import FIELDS, detect_format, path_workstream
 
 __all__ = ["FIELDS", "main", "run_reference"]
 
-FIELDS = (
-    "workstream_id", "worker_id", "task_id", "task_url", "task_count", "subtask_count", "use_case_id",
-    "task_definition_id", "task_started_at", "task_completed_at", "duration", "task_created_at",
-    "data_source", "task_metadata", "task_measurements", "dataset_id", "asset_id", "unique_id",
-    "replace_duplicate", "received_at",
-)
 _TIMESTAMPS = ("task_started_at", "task_completed_at", "task_created_at", "received_at")
 _OBJECTS = ("task_metadata", "task_measurements")
 _STRINGS = ("task_id", "task_url", "dataset_id", "asset_id", "unique_id")
@@ -61,25 +57,10 @@ _TS_RE = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}(:[0-9]{2}(:[0-9]{2}([.,][0-
           r"([Zz]|[+-][0-9]{2}(:?[0-9]{2}(:?[0-9]{2}([.][0-9]+)?)?)?)?$")
 _EMAIL_RE = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 _NOT_STRING_RE = r"^(-?[0-9]|true$|false$|\{|\[)"  # a decoded value that may not have been a JSON string
-_PATH_WS = re.compile(r"(?:^|/)workstream_id=([^/]+)/")
 _MAX_INT = 9223372036854775808.0
 _SEP = "\x1f"
 
 
-def _detect(path: str, requested: str) -> str:
-    if requested in ("jsonl", "csv"):
-        return requested
-    name = path.lower().removesuffix(".gz")
-    if name.endswith(".csv"):
-        return "csv"
-    if name.endswith((".jsonl", ".json", ".ndjson")):
-        return "jsonl"
-    raise SystemExit(f"cannot tell the format of {path} from its extension; pass --format")
-
-
-def _path_workstream(path: str) -> str | None:
-    found = _PATH_WS.findall(path.replace("\\", "/"))
-    return (unquote(found[-1]).strip() or None) if found else None
 
 
 def _load_config(path: str) -> tuple[list[str], list[str], list[str]]:
@@ -406,7 +387,7 @@ def run_reference(inputs: list[str], workstreams: str, output: str, file_format:
         raise SystemExit(f"no input file matched {', '.join(inputs)}")
     run_id = run_id or f"polars-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}"
     config = _load_config(workstreams)
-    kinds = [_detect(path, file_format) for path in paths]
+    kinds = [detect_format(path, file_format) for path in paths]
     # the line scans of all files at once (polars runs the lazy queries side by side); with fewer files than
     # threads, each file in several interleaved pieces, so that the JSON check of its lines is spread too
     pieces = max(1, -(-pl.thread_pool_size() // len(paths)))
@@ -420,7 +401,7 @@ def run_reference(inputs: list[str], workstreams: str, output: str, file_format:
         if kind == "jsonl":
             blank_lines += found.filter(pl.col("code") == "blank").height
         extra = [pl.lit(index, pl.Int32).alias("file_index"), pl.lit(path).alias("source_file"),
-                 pl.lit(_path_workstream(path), pl.String).alias("path_ws")]
+                 pl.lit(path_workstream(path), pl.String).alias("path_ws")]
         none = pl.lit(None, pl.String)
         parts.append(records.with_columns(*extra, none.alias("pre_code"), none.alias("raw")))
         pre.append(rejected.select("source_line", pl.col("code").alias("pre_code"), pl.col("line").alias("raw"))
@@ -500,23 +481,14 @@ def run_reference(inputs: list[str], workstreams: str, output: str, file_format:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.reference_polars", description=__doc__.splitlines()[0])
-    parser.add_argument("--input", dest="inputs", action="append", required=True, metavar="GLOB")
-    parser.add_argument("--workstreams", required=True)
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--format", dest="file_format", choices=("auto", "jsonl", "csv"), default="auto")
-    parser.add_argument("--duplicates", choices=("per-record", "replace", "keep-first"), default="per-record")
-    parser.add_argument("--run-id")
-    parser.add_argument("--max-record-bytes", type=int, default=1 << 20)
-    parser.add_argument("--threads", type=int, help="polars threads (POLARS_MAX_THREADS; default: the number of cores)")
-    args = parser.parse_args(argv)
-    manifest = run_reference(args.inputs, args.workstreams, args.output, args.file_format, args.duplicates,
-                             args.run_id, args.max_record_bytes, args.threads)
-    c = manifest["counts"]
-    print(f"polars run {manifest['run_id']}: read {c['read']} written {c['written']} rejected {c['rejected']} "
-          f"superseded {c['superseded']} ignored duplicates {c['ignored_duplicates']} (blank lines {c['blank_lines']})")
-    print("  rejects: " + ", ".join(f"{k} {v}" for k, v in c["rejected_by_code"].items()))
-    return 0
+    def engine_options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--threads", type=int, help="polars threads (POLARS_MAX_THREADS; default: the number of cores)")
+
+    return peers.main(argv, "python -m benchmarks.reference_polars", (__doc__ or "").splitlines()[0], "polars",
+                      lambda a: run_reference(
+                          a.inputs, a.workstreams, a.output, a.file_format, a.duplicates,
+                          a.run_id, a.max_record_bytes, a.threads),
+                      engine_options)
 
 
 if __name__ == "__main__":

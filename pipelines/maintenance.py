@@ -143,5 +143,5 @@ def _compact_partition(item: tuple[str, tuple[str, ...], list[str]], staging: St
     table = TASK_COMPLETED if table_name == TASK_COMPLETED.name else THROUGHPUT_DAILY
     rows = pa.concat_tables([read_parquet(path) for path in files]).sort_by(_SORT[table_name])
     target = staging.area.part_file(table, values, staging.run_id)
-    write_parquet(rows, target)
+    write_parquet(rows, target, table.repeating)
     return StageReport.of(rows=rows.num_rows, files=CommitFiles([target], list(files)))

@@ -32,7 +32,7 @@ from pipelines.commit import Journal, Ledger, LedgerEntry, StagedRun, recover
 from pipelines.errors import DamagedOutput, RunError
 from pipelines.lock import hold_output
 from schemas.tables import TASK_COMPLETED, THROUGHPUT_DAILY
-from transforms.dedupe import INDEX_BUCKETS, INDEX_SCHEMA, bucket_of, dedupe_key
+from transforms.dedupe import INDEX_BUCKETS, INDEX_REPEATING, INDEX_SCHEMA, bucket_of, dedupe_key
 from transforms.files import DamagedFile, exists, list_files, read_json, read_parquet, write_parquet
 from transforms.layout import OutputLayout, new_run_id
 from transforms.write import daily_throughput
@@ -238,7 +238,7 @@ def _stage_index(staging: StagedRun, rows: pa.Table) -> list[str]:
         part = keyed.filter(pc.equal(buckets, bucket)).sort_by("key")
         if part.num_rows:
             path = staging.area.index_file(bucket, staging.run_id)
-            write_parquet(part, path)
+            write_parquet(part, path, INDEX_REPEATING)
             staged.append(path)
     return staged
 
@@ -248,7 +248,7 @@ def _stage_daily(staging: StagedRun, rows: pa.Table) -> list[str]:
     if rows.num_rows:
         for (workstream, day), part in _by_partition(rows):
             path = staging.area.part_file(THROUGHPUT_DAILY, [workstream, day.isoformat()], staging.run_id)
-            write_parquet(daily_throughput(part.select(_DAILY_INPUT)), path)
+            write_parquet(daily_throughput(part.select(_DAILY_INPUT)), path, THROUGHPUT_DAILY.repeating)
             staged.append(path)
     return staged
 

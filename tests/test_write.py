@@ -118,6 +118,15 @@ def test_write_tables_and_rejects(config: WorkstreamConfig, tmp_path: Path) -> N
     [rejects_file] = root.glob("rejects/*/*.parquet")
     assert pq.read_schema(rejects_file).names == REJECTS.file_schema.names
 
+    # only the columns whose values repeat are dictionary-encoded: an id unique per row is not
+    for table, paths in ((TASK_COMPLETED, root.glob("task_completed/*/*/*.parquet")),
+                         (THROUGHPUT_DAILY, root.glob("throughput_daily/*/*/*.parquet")), (REJECTS, [rejects_file])):
+        for path in paths:
+            row_group = pq.ParquetFile(path).metadata.row_group(0)
+            encoded = {row_group.column(i).path_in_schema.split(".")[0] for i in range(row_group.num_columns)
+                       if any("DICTIONARY" in e for e in row_group.column(i).encodings)}
+            assert encoded == set(table.repeating), (table.name, path)
+
     # inside a partition: sorted by task_completed_at, then input order
     ner_day = pq.read_table(root / "task_completed" / "workstream_id=ws-ner" / "completed_date=2020-12-22")
     assert list(zip(ner_day.column("source_file").to_pylist(), ner_day.column("source_line").to_pylist())) == [

@@ -34,6 +34,7 @@ register_arrow_coders()  # key tables cross the shuffle as Arrow IPC, not pickle
 __all__ = [
     "DUPLICATE_POLICIES",
     "INDEX_BUCKETS",
+    "INDEX_REPEATING",
     "INDEX_SCHEMA",
     "KEY_COLUMNS",
     "DedupeByKey",
@@ -53,6 +54,7 @@ IGNORED = "ignored_duplicate"
 _OUTCOMES_SCHEMA = pa.schema([("_seq", pa.int64()), ("outcome", pa.string())])
 INDEX_SCHEMA = pa.schema([("key", pa.string()), ("workstream_id", pa.string()),
                           ("completed_date", pa.date32()), ("source_file", pa.string())])
+INDEX_REPEATING = ("workstream_id", "completed_date", "source_file")  # dictionary-encoded; each key is unique
 _KEYS_SCHEMA = pa.schema([("key", pa.string()), ("_seq", pa.int64()), ("replace", pa.bool_()),
                           ("workstream_id", pa.string()), ("completed_date", pa.date32()),
                           ("source_file", pa.string())])
@@ -244,7 +246,7 @@ class _ResolveBucketFn(beam.DoFn):
         staged = []
         if updated.num_rows:
             path = staging.index_file(bucket, self._run_id)
-            write_parquet(updated, path)
+            write_parquet(updated, path, INDEX_REPEATING)
             staged.append(path)
         return StageReport.of(index_keys=updated.num_rows, files=CommitFiles(staged, list(old_files)))
 

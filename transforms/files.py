@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -93,7 +94,8 @@ def read_parquet(path: str, columns: list[str] | None = None) -> pa.Table:
             raise DamagedFile(f"{path} is damaged (not a readable Parquet file: {exc})") from None
 
 
-def write_parquet(table: pa.Table, path: str) -> None:
+def write_parquet(table: pa.Table, path: str, repeating: Sequence[str]) -> None:
+    """Write ``table`` as zstd Parquet, dictionary-encoding only the ``repeating`` columns."""
     ensure_parent(path)
     with FileSystems.create(path, compression_type=_RAW) as handle:
-        pq.write_table(table, handle, compression="zstd")
+        pq.write_table(table, handle, compression="zstd", use_dictionary=list(repeating))

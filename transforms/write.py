@@ -23,7 +23,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from schemas.tables import REJECTS, TASK_COMPLETED, THROUGHPUT_DAILY
+from schemas.tables import REJECTS, TASK_COMPLETED, THROUGHPUT_DAILY, TableSpec
 from transforms.changes import Partition, PartitionChange, PartitionChanges, RemoveFiles, SpilledRows
 from transforms.coders import register_arrow_coders
 from transforms.counts import CommitFiles, StageReport, TableCounts
@@ -203,13 +203,13 @@ def _rewrite_partition(group: tuple[Partition, Iterable[PartitionChange]], root:
     file_partitions: dict[str, list[tuple[str, str]]] = {}
     if new_rows.num_rows:
         target = root.part_file(TASK_COMPLETED, partition, run_id)
-        write_parquet(new_rows, target)
+        write_parquet(new_rows, target, TASK_COMPLETED.repeating)
         staged.append(target)
         file_partitions = {path: [partition] for path in pc.unique(new_rows.column("source_file")).to_pylist()}
     daily, earlier_daily = _daily_after(partition, earlier, new_rows, changes, output)
     if daily.num_rows:
         target = root.part_file(THROUGHPUT_DAILY, partition, run_id)
-        write_parquet(daily, target)
+        write_parquet(daily, target, THROUGHPUT_DAILY.repeating)
         staged.append(target)
     written = new_rows.num_rows
     return StageReport.of(
@@ -246,7 +246,7 @@ def _prune_earlier(partition: Partition, changes: PartitionChanges, root: Output
             earlier.kept.append(read_parquet(path, _DAILY_COLUMNS))
             continue
         target = root.part_file(TASK_COMPLETED, partition, run_id, f"-r{number}")
-        rows = _rewrite_without(path, doomed, target)
+        rows = _rewrite_without(path, doomed, target, TASK_COMPLETED)
         earlier.removed += dropped
         earlier.retired.append(path)
         if rows.num_rows:
@@ -255,11 +255,11 @@ def _prune_earlier(partition: Partition, changes: PartitionChanges, root: Output
     return earlier
 
 
-def _rewrite_without(path: str, doomed: pa.Array, target: str) -> pa.Table:
+def _rewrite_without(path: str, doomed: pa.Array, target: str, table: TableSpec) -> pa.Table:
     """An earlier file's rows less the doomed ones, staged at ``target`` unless none are left."""
     kept = read_parquet(path).filter(pc.invert(doomed))
     if kept.num_rows:
-        write_parquet(kept, target)
+        write_parquet(kept, target, table.repeating)
     return kept
 
 
@@ -324,7 +324,7 @@ def prune_rejects(output: OutputLayout, staging: OutputLayout, run_id: str, file
         target = staging.part_file(REJECTS, [output.partition_of(path)["run_id"]], run_id, f"-r{number}")
         removed += dropped
         retired.append(path)
-        if _rewrite_without(path, doomed, target).num_rows:
+        if _rewrite_without(path, doomed, target, REJECTS).num_rows:
             staged.append(target)
     return StageReport.of(tables={REJECTS.name: TableCounts(rows_removed=removed)}, files=CommitFiles(staged, retired))
 
@@ -337,5 +337,5 @@ def _write_rejects(group: tuple[str, Iterable[pa.Table]], root: OutputLayout) ->
     run_id, tables = group
     rows = pa.concat_tables(tables).sort_by("_seq").select(REJECTS.file_schema.names).cast(REJECTS.file_schema)
     path = root.rejects_file(run_id)
-    write_parquet(rows, path)
+    write_parquet(rows, path, REJECTS.repeating)
     return StageReport.of(tables={REJECTS.name: TableCounts(rows.num_rows, 1)}, files=CommitFiles([path]))

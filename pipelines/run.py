@@ -43,7 +43,7 @@ from transforms.layout import (
     is_local,
     new_run_id,
 )
-from transforms.read import InputFile, LineSplits, RawChunk, ReadTaskFiles, detect_format
+from transforms.read import CsvSplits, InputFile, LineSplits, RawChunk, ReadTaskFiles, detect_format
 from transforms.retry import csv_header, rejected_chunks
 from transforms.validate import COUNTS, REJECTED, ValidateRecords
 from transforms.write import WriteRejects, WriteTables, prune_rejects
@@ -76,7 +76,7 @@ class RunOptions:
     max_record_bytes: int = 1 << 20
     chunk_records: int = 20_000
     reprocess: bool = False
-    split_bytes: int = 16 << 20  # a plain JSON-lines file is read in splits of about this size, in parallel
+    split_bytes: int = 16 << 20  # a plain JSON-lines or CSV file is read in splits of about this size, in parallel
 
 
 @dataclass
@@ -369,8 +369,8 @@ def plan_run(files: Sequence[InputFile], ledger: Ledger, reprocess: bool, split_
              file_format: str = "auto") -> Plan:
     """Per file: ingest, skip (unchanged, or the same bytes under another name), or leave out (unreadable).
 
-    The one pass that takes a file's checksum also finds where to cut a plain JSON-lines file into
-    splits, so that workers read one file in parallel."""
+    The one pass that takes a file's checksum also finds where to cut a plain JSON-lines or CSV
+    file into splits, so that workers read one file in parallel."""
     checksums: dict[str, str] = {}
     sizes: dict[str, int] = {}
     cuts: dict[str, list[tuple[int, int]]] = {}
@@ -382,10 +382,10 @@ def plan_run(files: Sequence[InputFile], ledger: Ledger, reprocess: bool, split_
         path = source.path
         why = _input_problem(path)
         if why is None:
-            splitter = LineSplits(split_bytes) if _splittable(path, file_format) else None
+            splitter = _splitter(path, file_format, split_bytes)
             sizes[path] = 0
 
-            def seen(block: bytes, path: str = path, splitter: LineSplits | None = splitter) -> None:
+            def seen(block: bytes, path: str = path, splitter: LineSplits | CsvSplits | None = splitter) -> None:
                 sizes[path] += len(block)
                 if splitter is not None:
                     splitter.feed(block)
@@ -423,12 +423,14 @@ def plan_run(files: Sequence[InputFile], ledger: Ledger, reprocess: bool, split_
                 reprocessed_partitions=partitions, sizes=sizes)
 
 
-def _splittable(path: str, file_format: str) -> bool:
-    """Plain (not compressed) JSON lines: a line end is a record end, so the file can be cut anywhere."""
+def _splitter(path: str, file_format: str, split_bytes: int) -> LineSplits | CsvSplits | None:
+    """What finds the cuts of a plain (not compressed) file: in JSON lines a line end is a record
+    end; in CSV a newline outside quotes is. A compressed file is read whole."""
     try:
-        return not path.lower().endswith(".gz") and detect_format(path, file_format) == "jsonl"
+        kind = None if path.lower().endswith(".gz") else detect_format(path, file_format)
     except ValueError:
-        return False
+        return None
+    return LineSplits(split_bytes) if kind == "jsonl" else CsvSplits(split_bytes) if kind == "csv" else None
 
 
 def _input_problem(path: str) -> str | None:

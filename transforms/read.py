@@ -2,9 +2,9 @@
 
 Reading only splits a file into records and remembers where each came from; parsing JSON and
 checking rules happen in ``ValidateRecords``, so one bad line never costs its neighbours.
-A file is read sequentially (line numbers need it), or a plain JSON-lines file in splits cut at
-line ends whose first line number is known, and cut into chunks of ``chunk_records`` records.
-The files and splits are spread over the workers before they are read.
+A file is read sequentially (line numbers need it), or a plain file in splits cut where a record
+ends and whose first record number is known (``LineSplits``, ``CsvSplits``), and cut into chunks
+of ``chunk_records`` records. The files and splits are spread over the workers before they are read.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Literal
 from urllib.parse import unquote
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
@@ -25,6 +26,7 @@ from schemas.errors import ErrorCode
 from schemas.rules import encoding_problem
 
 __all__ = [
+    "CsvSplits",
     "InputFile",
     "LineSplits",
     "RawChunk",
@@ -48,9 +50,10 @@ class InputFile:
     """One matched input file, or a split of one; ``index`` is the file's rank in the run's sorted
     file list (SPEC 2.4).
 
-    A split is the bytes ``[start, end)`` of a plain JSON-lines file, cut at line ends by
-    ``LineSplits``; ``first_line`` is the number of its first line in the file, so records keep
-    the line numbers (and order) they have when the file is read whole.
+    A split is the bytes ``[start, end)`` of a plain file, cut where a record ends by
+    ``LineSplits`` (JSON lines) or ``CsvSplits``; ``first_line`` is the number of its first line
+    (JSON lines) or row (CSV, header = 1) in the file, so records keep the numbers (and order)
+    they have when the file is read whole.
     """
 
     index: int
@@ -96,6 +99,88 @@ class LineSplits:
     def finish(self) -> list[tuple[int, int]]:
         """The cuts, without one at the very end of the file."""
         return [(offset, lines) for offset, lines in self.ends if offset < self._offset]
+
+
+_QUOTE, _COMMA, _LF, _CR = b'"', b",", b"\n", b"\r"
+_FIELD_STARTS = np.frombuffer(_COMMA + _LF + _QUOTE, np.uint8)  # what may precede an opening quote
+_FIELD_ENDS = np.frombuffer(_COMMA + _LF + _CR + _QUOTE, np.uint8)  # what may follow a closing quote
+
+
+class CsvSplits:
+    """Finds where to cut a plain CSV file into splits of about ``target`` bytes, from the blocks
+    of the pass that takes its checksum, so that the splits read the rows of reading it whole.
+
+    A CSV row may span lines, so a cut falls only after a newline outside quotes: one with an even
+    number of quote characters before it. That is where the csv module ends a row as long as the
+    file's quoting is regular: every opening quote starts a field, every closing quote ends one (or
+    is doubled), no carriage return stands alone, no NUL byte, no quote left open at the end, and
+    no UTF-16 byte-order mark. Then no row can fail to parse, so none can shift the rows after it.
+    A file that breaks any of these is not cut (``finish`` gives no cuts) and is read whole.
+    Each cut remembers how many rows (the header included) come before it.
+    """
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.ends: list[tuple[int, int]] = []
+        self._offset = 0  # bytes seen
+        self._rows = 0  # newlines outside quotes seen: rows ended
+        self._quotes = 0  # quote characters seen
+        self._next = target  # the next cut is at the first row end at or after this offset
+        self._last = _LF[0]  # the byte before the next block: the file's start is a row's start
+        self._head: bytes | None = b""  # the first bytes, until a byte-order mark can be told
+        self._open_close = False  # the last block ended with a closing quote: the next byte must end a field
+        self._open_cr = False  # the last block ended with a carriage return: the next byte must be a newline
+        self._regular = True
+
+    def feed(self, block: bytes) -> None:
+        if self._head is not None:
+            self._head += block
+            if len(self._head) < len(_BOM):
+                return
+            block, self._head = self._head, None
+            if block.startswith(_UTF16_BOMS):
+                self._regular = False
+            elif block.startswith(_BOM):  # the reader drops the mark: the first field starts after it
+                self._offset = len(_BOM)
+                block = block[len(_BOM):]
+        if self._regular and block:
+            self._scan(np.frombuffer(block, np.uint8))
+        self._offset += len(block)
+
+    def _scan(self, data: np.ndarray) -> None:
+        if (self._open_close and data[0] not in _FIELD_ENDS) or (self._open_cr and data[0] != _LF[0]):
+            self._regular = False
+            return
+        quotes = np.flatnonzero(data == _QUOTE[0])
+        opening = quotes[(np.arange(len(quotes)) + self._quotes) % 2 == 0]
+        closing = quotes[(np.arange(len(quotes)) + self._quotes) % 2 == 1]
+        before = np.where(opening > 0, data[np.maximum(opening - 1, 0)], self._last)
+        inner = closing[closing < len(data) - 1]
+        returns = np.flatnonzero(data == _CR[0])
+        if (not np.isin(before, _FIELD_STARTS).all() or not np.isin(data[inner + 1], _FIELD_ENDS).all()
+                or (data[returns[returns < len(data) - 1] + 1] != _LF[0]).any() or not data.all()):
+            self._regular = False
+            return
+        self._open_close = bool(len(closing)) and closing[-1] == len(data) - 1
+        self._open_cr = bool(len(returns)) and returns[-1] == len(data) - 1
+        newlines = np.flatnonzero(data == _LF[0])
+        row_ends = newlines[(np.searchsorted(quotes, newlines) + self._quotes) % 2 == 0]
+        while True:
+            at = int(np.searchsorted(row_ends, self._next - self._offset))
+            if at == len(row_ends):
+                break
+            cut = self._offset + int(row_ends[at]) + 1
+            self.ends.append((cut, self._rows + at + 1))
+            self._next = cut + self.target
+        self._rows += len(row_ends)
+        self._quotes += len(quotes)
+        self._last = int(data[-1])
+
+    def finish(self) -> list[tuple[int, int]]:
+        """The cuts, without one at the very end of the file; none for a file that is not regular."""
+        if self._head is not None or not self._regular or self._quotes % 2 or self._open_cr:
+            return []
+        return [(offset, rows) for offset, rows in self.ends if offset < self._offset]
 
 
 @dataclass
@@ -179,12 +264,13 @@ def read_chunks(
     kind = detect_format(source.path, file_format)
     chunk = RawChunk(source.path, source.index, kind, path_workstream(source.path))
     with FileSystems.open(source.path, compression_type=CompressionTypes.AUTO) as handle:
+        header = _csv_header(handle) if kind == "csv" and source.start else None
         if source.start:
             handle.seek(source.start)
         size = None if source.end is None else source.end - source.start
         lines = _iter_lines(handle, size, at_start=source.start == 0)
         records = _jsonl_records(lines, max_record_bytes, source.first_line) if kind == "jsonl" \
-            else _csv_records(lines, max_record_bytes, chunk)
+            else _csv_records(lines, max_record_bytes, chunk, header, source.first_line)
         for line, raw, cells, problem in records:
             if raw is None:
                 chunk.blank_lines += 1
@@ -247,9 +333,10 @@ class _LineTap:
     rejected with the reason (``utf16_bom``).
     """
 
-    def __init__(self, lines: Iterable[bytes]) -> None:
+    def __init__(self, lines: Iterable[bytes], at_start: bool = True) -> None:
         self.taken: list[str] = []
         self.utf16_bom: bytes | None = None
+        self._at_start = at_start  # only a file's first line can carry a byte-order mark
         self.lines = self._decoded(lines)
 
     def _decoded(self, lines: Iterable[bytes]) -> Iterator[str]:
@@ -270,7 +357,7 @@ class _LineTap:
                 yield last
 
     def _decoder_for(self, first_line: bytes) -> codecs.IncrementalDecoder:
-        if first_line.startswith(_UTF16_BOMS):
+        if self._at_start and first_line.startswith(_UTF16_BOMS):
             self.utf16_bom = first_line[:2]
             return codecs.getincrementaldecoder("utf-16")(errors="replace")
         return codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
@@ -303,21 +390,41 @@ def _unusable(tap: _LineTap, header: list[str]) -> tuple[ErrorCode, str] | None:
     return None
 
 
-def _csv_records(lines: Iterable[bytes], max_record_bytes: int, chunk: RawChunk) -> Iterator[_Record]:
+_Header = tuple[list[str], "tuple[ErrorCode, str] | None"]  # the header's names, and why it cannot be used
+
+
+def _csv_header(handle) -> _Header:  # noqa: ANN001
+    """The header of a CSV file read from its start, for a split that starts later: the split
+    then reads its rows as reading the whole file would. Only regular files are split
+    (``CsvSplits``), so the header row is valid CSV."""
+    tap = _LineTap(_iter_lines(handle))
+    csv.field_size_limit(_CSV_FIELD_LIMIT)
+    names = [name.strip() for name in next(csv.reader(tap.lines, strict=True), [])]
+    unusable = _unusable(tap, names)
+    return ([] if unusable else names), unusable
+
+
+def _csv_records(lines: Iterable[bytes], max_record_bytes: int, chunk: RawChunk, known: _Header | None = None,
+                 first_row: int = 1) -> Iterator[_Record]:
     """CSV rows numbered as a spreadsheet shows them (header = 1); the header goes into ``chunk``.
 
-    When the header row cannot be used (not valid CSV, not UTF-8, a UTF-16 file), every row of
-    the file is still read and rejected with the reason, so that nothing is lost unseen.
+    A split after the file's first (``known`` header, ``first_row`` its first row's number) starts
+    with the header read by ``_csv_header``. When the header row cannot be used (not valid CSV,
+    not UTF-8, a UTF-16 file), every row of the file is still read and rejected with the reason,
+    so that nothing is lost unseen.
     """
     # The csv module's field limit would abort a long quoted cell mid-way and turn the rest of
     # it into bogus rows; lift it (the setting is process-wide, so always to the same value)
     # and judge a row's size once it is whole.
     csv.field_size_limit(_CSV_FIELD_LIMIT)
-    tap = _LineTap(lines)
+    tap = _LineTap(lines, at_start=known is None)
     reader = csv.reader(tap.lines, strict=True)
     header: list[str] | None = None
     unusable: tuple[ErrorCode, str] | None = None  # why the header cannot be used
-    row_number = 0
+    if known is not None:
+        header, unusable = known
+        chunk.header = tuple(header)
+    row_number = first_row - 1
     while True:
         row_number += 1
         try:

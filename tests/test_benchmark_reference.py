@@ -127,3 +127,43 @@ def test_same_rejects(both_runs: dict[str, Any], peer: str) -> None:
     reference = _rows(base / peer, "rejects", columns)
     assert len(pipeline) == both_runs["expected"]["rejected"]
     assert pipeline == reference
+
+
+def test_duckdb_jsonl_line_ending_on_a_scan_boundary(tmp_path: Path) -> None:
+    """A JSON line whose newline byte sits exactly on a boundary of the line scan's parallel ranges (8 MiB: a
+    quarter of its 32 MiB buffer) must not shift the lines after it: DuckDB's parallel ``read_csv`` with
+    ``new_line='\\r\\n'`` dropped the next line, so every note (blank, malformed, not an object, bad UTF-8)
+    after it landed one line early and the raw texts came from the next line (the 5M data set's part-00005)."""
+    (tmp_path / "workstreams.json").write_text(json.dumps(
+        {"workstreams": [{"id": "ws-a", "use_cases": [{"id": "uc-1", "task_definitions": ["td-1"]}]}]}))
+
+    def record(i: int, pad: int = 0, **drop: bool) -> bytes:
+        rec = {"workstream_id": "ws-a", "worker_id": f"w{i}", "task_id": f"t-{i}" + "x" * pad, "use_case_id": "uc-1",
+               "task_definition_id": "td-1", "task_started_at": "2024-05-01T10:00:00Z",
+               "task_completed_at": "2024-05-01T10:05:00Z"}
+        return json.dumps({k: v for k, v in rec.items() if k not in drop}).encode()
+
+    boundary = 8 << 20
+    lines: list[bytes] = []
+    size = 0
+    while size < boundary - 1000:
+        lines.append(record(len(lines)))
+        size += len(lines[-1]) + 1
+    lines.append(record(len(lines), pad=boundary - size - len(record(len(lines)))))  # its newline is byte `boundary`
+    good = len(lines)
+    bad = {b'{"workstream_id": "ws-a", "worker_id": ': "malformed_json", b"": None, b"[1, 2]": "not_an_object",
+           b'{"worker_id": "\xff"}': "invalid_encoding", record(good, workstream_id=True): "missing_workstream_id"}
+    lines += [*bad, *(record(good + 1 + i) for i in range(50))]
+    data = b"\n".join(lines) + b"\n"
+    assert data[boundary:boundary + 2] == b'\n{'
+    (tmp_path / "part-00000.jsonl").write_bytes(data)
+
+    manifest = run_reference([str(tmp_path / "part-*.jsonl")], str(tmp_path / "workstreams.json"), str(tmp_path / "out"))
+    codes = [code for code in bad.values() if code]
+    counts = manifest["counts"]
+    assert (counts["read"], counts["blank_lines"], counts["written"]) == (good + 50 + len(codes), 1, good + 50)
+    assert counts["rejected_by_code"] == dict.fromkeys(sorted(codes), 1)
+    rejects = duckdb.sql(f"SELECT source_line, error_code, raw FROM read_parquet('{tmp_path}/out/rejects/*/*.parquet') "
+                         "ORDER BY source_line").fetchall()
+    assert [(line, code) for line, code, _ in rejects] == [(good + 1 + n, code) for n, code in enumerate(bad.values()) if code]
+    assert rejects[-1][2] == record(good, workstream_id=True).decode()

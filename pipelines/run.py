@@ -43,7 +43,7 @@ from transforms.layout import (
     is_local,
     new_run_id,
 )
-from transforms.read import CsvSplits, InputFile, LineSplits, RawChunk, ReadTaskFiles, detect_format
+from transforms.read import CsvSplits, InputFile, LineSplits, RawChunk, ReadTaskFiles, detect_format, even_cuts
 from transforms.retry import csv_header, rejected_chunks
 from transforms.validate import COUNTS, REJECTED, ValidateRecords
 from transforms.write import WriteRejects, WriteTables, prune_rejects
@@ -56,6 +56,7 @@ __all__ = [
 # SPEC 8: DirectRunner would first try Prism, which downloads a binary at run time. The
 # in-process FnApiRunner needs no network and is what DirectRunner falls back to offline.
 DEFAULT_RUNNER = "FnApiRunner"
+_CANDIDATES_PER_SPLIT = 32  # candidate cuts found per split: the splits' sizes are even to 1/32
 BYTES_PER_WORKER = 32 << 20  # below this much input per worker, another worker process costs more than it gives
 _LOG = logging.getLogger("throughput")
 
@@ -394,7 +395,7 @@ def plan_run(files: Sequence[InputFile], ledger: Ledger, reprocess: bool, split_
                 checksums[path] = file_checksum(path, seen)
             except OSError as exc:
                 why = f"it cannot be read: {exc}"
-            cuts[path] = splitter.finish() if splitter else []
+            cuts[path] = even_cuts(splitter.finish(), sizes[path], split_bytes) if splitter else []
         if why is not None:
             failed.append((path, why))
             continue
@@ -430,7 +431,8 @@ def _splitter(path: str, file_format: str, split_bytes: int) -> LineSplits | Csv
         kind = None if path.lower().endswith(".gz") else detect_format(path, file_format)
     except ValueError:
         return None
-    return LineSplits(split_bytes) if kind == "jsonl" else CsvSplits(split_bytes) if kind == "csv" else None
+    candidates = max(split_bytes // _CANDIDATES_PER_SPLIT, 1)  # even_cuts picks the splits' ends among them
+    return LineSplits(candidates) if kind == "jsonl" else CsvSplits(candidates) if kind == "csv" else None
 
 
 def _input_problem(path: str) -> str | None:

@@ -7,12 +7,15 @@ import io
 from pathlib import Path
 
 import duckdb
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.run import RunOptions, run
+from pipelines.commit import Ledger
+from pipelines.run import RunOptions, plan_run, run
 from tests.conftest import record, write_jsonl
-from transforms.read import CsvSplits, InputFile, LineSplits, read_chunks
+from transforms.layout import OutputLayout
+from transforms.read import CsvSplits, InputFile, LineSplits, even_cuts, read_chunks
 
 
 def _records(source: InputFile) -> list[tuple[int, bytes | str]]:
@@ -154,3 +157,29 @@ def test_a_csv_run_in_tiny_splits_writes_the_same_tables(tmp_path: Path, config_
     assert outputs[0] == outputs[1]
     assert outputs[0][0]["written"] == 7 and outputs[0][0]["blank_lines"] == 1
     assert [row[3:5] for row in outputs[1][2]] == [("malformed_csv", None)]
+
+
+def test_even_cuts_pick_the_candidates_nearest_even_splits() -> None:
+    candidates = [(offset, offset // 10) for offset in range(10, 1000, 10)]
+    assert even_cuts(candidates, 1000, 160) == [(140, 14), (290, 29), (430, 43), (570, 57), (710, 71), (860, 86)]
+    assert even_cuts(candidates, 1000, 1000) == [] and even_cuts([], 1000, 100) == []
+    assert even_cuts([(500, 3)], 1000, 100) == [(500, 3)]  # no two cuts at one candidate
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "csv"])
+def test_a_file_is_planned_in_splits_of_about_one_size(tmp_path: Path, kind: str) -> None:
+    """Fixed-size splits leave a short remainder per file; even ones keep the workers evenly loaded."""
+    line = b'{"a": 1}' if kind == "jsonl" else b'1,"two\nlines",3'
+    data = (b"a,b,c\n" if kind == "csv" else b"") + b"\n".join([line] * 4000) + b"\n"
+    paths = [tmp_path / f"{n}.{kind}" for n in range(3)]
+    for n, path in enumerate(paths):
+        path.write_bytes(data * (n + 1))
+    plan = plan_run([InputFile(n, str(p)) for n, p in enumerate(paths)], Ledger(OutputLayout(str(tmp_path / "out"))),
+                    reprocess=False, split_bytes=10_000)
+    for path in paths:
+        pieces = [s for s in plan.splits if s.path == str(path)]
+        sizes = [(s.end or path.stat().st_size) - s.start for s in pieces]
+        assert len(pieces) == -(-path.stat().st_size // 10_000)
+        assert max(sizes) - min(sizes) <= 2 * (10_000 // 32 + len(line) + 1), sizes  # each end near its ideal
+        assert [r for piece in pieces for r in (_csv_rows if kind == "csv" else _records)(piece)] \
+            == (_csv_rows if kind == "csv" else _records)(InputFile(0, str(path)))

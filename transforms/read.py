@@ -9,6 +9,7 @@ of ``chunk_records`` records. The files and splits are spread over the workers b
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import csv
 import re
@@ -27,6 +28,7 @@ from schemas.rules import encoding_problem
 
 __all__ = [
     "CsvSplits",
+    "even_cuts",
     "InputFile",
     "LineSplits",
     "RawChunk",
@@ -99,6 +101,26 @@ class LineSplits:
     def finish(self) -> list[tuple[int, int]]:
         """The cuts, without one at the very end of the file."""
         return [(offset, lines) for offset, lines in self.ends if offset < self._offset]
+
+
+def even_cuts(cuts: list[tuple[int, int]], size: int, target: int) -> list[tuple[int, int]]:
+    """Of the candidate ``cuts`` of a ``size``-byte file, those that cut it into ceil(size / target)
+    splits as even as the candidates allow (each the candidate nearest its ideal offset).
+
+    Splits of one size keep the workers evenly loaded: the runner deals the splits out in turn,
+    and fixed-size splits leave one short remainder per file, which went to the same worker for
+    every file (measured: one of two workers idle for the last 4 s of a 1M-row CSV run).
+    """
+    parts = -(-size // max(target, 1))
+    offsets = [offset for offset, _ in cuts]
+    chosen: list[tuple[int, int]] = []
+    for part in range(1, parts):
+        at = bisect.bisect_left(offsets, part * size / parts)
+        near = min((i for i in (at - 1, at) if 0 <= i < len(cuts)), default=None,
+                   key=lambda i: abs(offsets[i] - part * size / parts))
+        if near is not None and (not chosen or cuts[near][0] > chosen[-1][0]):
+            chosen.append(cuts[near])
+    return chosen
 
 
 _QUOTE, _COMMA, _LF, _CR = b'"', b",", b"\n", b"\r"

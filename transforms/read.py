@@ -88,14 +88,17 @@ class LineSplits:
 
     def feed(self, block: bytes) -> None:
         base = self._offset
+        counted = 0  # the newlines of block[:counted] are in self._lines: each byte is counted once
         while self._next < base + len(block):
             at = block.find(b"\n", max(self._next - base, 0))
             if at < 0:
                 break
-            cut = base + at + 1
-            self.ends.append((cut, self._lines + block.count(b"\n", 0, at + 1)))
+            self._lines += block.count(b"\n", counted, at + 1)
+            counted = at + 1
+            cut = base + counted
+            self.ends.append((cut, self._lines))
             self._next = cut + self.target
-        self._lines += block.count(b"\n")
+        self._lines += block.count(b"\n", counted)
         self._offset += len(block)
 
     def finish(self) -> list[tuple[int, int]]:

@@ -47,7 +47,8 @@ def exists(path: str) -> bool:
 
 
 def ensure_parent(path: str) -> None:
-    """Make the folder of ``path`` where the filesystem has folders."""
+    """Make the folder of ``path`` where the filesystem has folders (for a rename: ``create``
+    makes its own, locally, and an object store has none, so a write needs no call of this)."""
     parent, _ = FileSystems.split(path)
     if parent and not FileSystems.exists(parent):
         try:
@@ -80,7 +81,6 @@ def read_json(path: str) -> Any:
 
 
 def write_json(path: str, data: Any) -> None:
-    ensure_parent(path)
     with FileSystems.create(path, compression_type=_RAW) as handle:
         handle.write(json.dumps(data, indent=1).encode("utf-8"))
 
@@ -96,6 +96,5 @@ def read_parquet(path: str, columns: list[str] | None = None) -> pa.Table:
 
 def write_parquet(table: pa.Table, path: str, repeating: Sequence[str]) -> None:
     """Write ``table`` as zstd Parquet, dictionary-encoding only the ``repeating`` columns."""
-    ensure_parent(path)
     with FileSystems.create(path, compression_type=_RAW) as handle:
         pq.write_table(table, handle, compression="zstd", use_dictionary=list(repeating))

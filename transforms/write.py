@@ -28,7 +28,7 @@ from transforms.changes import Partition, PartitionChange, PartitionChanges, Rem
 from transforms.coders import register_arrow_coders
 from transforms.counts import CommitFiles, StageReport, TableCounts
 from transforms.dedupe import dedupe_key
-from transforms.files import ensure_parent, list_files, read_parquet, write_parquet
+from transforms.files import list_files, read_parquet, write_parquet
 from transforms.layout import OutputLayout
 
 __all__ = ["WriteRejects", "WriteTables", "daily_throughput", "merge_daily", "prune_rejects"]
@@ -169,7 +169,6 @@ class _SpillFn(beam.DoFn):
         partitions = list(zip(keyed.column("w").take(firsts).to_pylist(),
                               (d.isoformat() for d in keyed.column("d").take(firsts).to_pylist())))
         path = self._root.fragment(f"rows-{pc.min(table.column('_seq')).as_py():020d}.arrow")
-        ensure_parent(path)
         offset = number = 0
         with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle, \
                 pa.ipc.new_file(handle, table.schema) as writer:

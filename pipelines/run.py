@@ -14,6 +14,7 @@ import os
 import stat
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -379,23 +380,16 @@ def plan_run(files: Sequence[InputFile], ledger: Ledger, reprocess: bool, split_
     skipped: list[tuple[str, str]] = []
     failed: list[tuple[str, str]] = []
     taken: dict[str, str] = {}  # checksum -> path, within this run
+    problems = {source.path: _input_problem(source.path) for source in files}
+    scans = _scan_files([path for path, why in problems.items() if why is None], split_bytes, file_format)
     for source in files:
         path = source.path
-        why = _input_problem(path)
+        why = problems[path]
         if why is None:
-            splitter = _splitter(path, file_format, split_bytes)
-            sizes[path] = 0
-
-            def seen(block: bytes, path: str = path, splitter: LineSplits | CsvSplits | None = splitter) -> None:
-                sizes[path] += len(block)
-                if splitter is not None:
-                    splitter.feed(block)
-
-            try:
-                checksums[path] = file_checksum(path, seen)
-            except OSError as exc:
-                why = f"it cannot be read: {exc}"
-            cuts[path] = even_cuts(splitter.finish(), sizes[path], split_bytes) if splitter else []
+            scan = scans[path]
+            why, sizes[path], cuts[path] = scan.problem, scan.size, scan.cuts
+            if why is None:
+                checksums[path] = scan.checksum
         if why is not None:
             failed.append((path, why))
             continue
@@ -422,6 +416,42 @@ def plan_run(files: Sequence[InputFile], ledger: Ledger, reprocess: bool, split_
     splits = tuple(piece for f in todo for piece in f.splits(cuts.get(f.path, [])))
     return Plan(tuple(todo), tuple(skipped), tuple(failed), reprocessed, checksums, splits=splits,
                 reprocessed_partitions=partitions, sizes=sizes)
+
+
+@dataclass
+class _Scan:
+    """One pass over a file: its checksum, size and cuts, or why it cannot be read."""
+
+    checksum: str = ""
+    size: int = 0
+    cuts: list[tuple[int, int]] = field(default_factory=list)
+    problem: str | None = None
+
+
+def _scan_files(paths: Sequence[str], split_bytes: int, file_format: str) -> dict[str, _Scan]:
+    """Each file's pass, one file per core at a time: reading, hashing and inflating release the
+    GIL, so the driver's one serial step before the pipeline takes about half as long on two cores."""
+    if not paths:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(len(paths), _cores())) as pool:
+        return dict(zip(paths, pool.map(lambda path: _scan_file(path, split_bytes, file_format), paths)))
+
+
+def _scan_file(path: str, split_bytes: int, file_format: str) -> _Scan:
+    scan = _Scan()
+    splitter = _splitter(path, file_format, split_bytes)
+
+    def seen(block: bytes) -> None:
+        scan.size += len(block)
+        if splitter is not None:
+            splitter.feed(block)
+
+    try:
+        scan.checksum = file_checksum(path, seen)
+    except OSError as exc:
+        scan.problem = f"it cannot be read: {exc}"
+    scan.cuts = even_cuts(splitter.finish(), scan.size, split_bytes) if splitter else []
+    return scan
 
 
 def _splitter(path: str, file_format: str, split_bytes: int) -> LineSplits | CsvSplits | None:
@@ -519,9 +549,12 @@ def default_workers(input_bytes: int, cores: int | None = None) -> int:
     """Worker processes for a run of ``input_bytes`` (as stored): one per core, at most one per
     ``BYTES_PER_WORKER``. Measured on 2 cores: a second worker made 10 MB of JSON lines 0.4 s
     slower (its start), 100 MB 1.26x and 500 MB 1.6x faster, for about 0.6 GB more memory."""
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, input_bytes // BYTES_PER_WORKER))
+    return max(1, min(_cores() if cores is None else cores, input_bytes // BYTES_PER_WORKER))
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _manifest(run_id: str, options: RunOptions, layout: OutputLayout, plan: Plan, report: StageReport,

@@ -58,7 +58,7 @@ __all__ = [
 # in-process FnApiRunner needs no network and is what DirectRunner falls back to offline.
 DEFAULT_RUNNER = "FnApiRunner"
 _CANDIDATES_PER_SPLIT = 32  # candidate cuts found per split: the splits' sizes are even to 1/32
-BYTES_PER_WORKER = 32 << 20  # below this much input per worker, another worker process costs more than it gives
+BYTES_PER_WORKER = 8 << 20  # below this much input per worker, another worker process gives nothing (measured)
 _LOG = logging.getLogger("throughput")
 
 
@@ -547,8 +547,9 @@ def pipeline_options_from(beam_args: Sequence[str], input_bytes: int = 0) -> Pip
 
 def default_workers(input_bytes: int, cores: int | None = None) -> int:
     """Worker processes for a run of ``input_bytes`` (as stored): one per core, at most one per
-    ``BYTES_PER_WORKER``. Measured on 2 cores: a second worker made 10 MB of JSON lines 0.4 s
-    slower (its start), 100 MB 1.26x and 500 MB 1.6x faster, for about 0.6 GB more memory."""
+    ``BYTES_PER_WORKER``. Measured on 2 cores, CSV, 1 against 2 workers (medians of 3): 1 MB
+    6.5 s and 6.5 s, 10 MB 8.5 and 8.0 s, 28 MB 10.5 and 9.0 s, 57 MB 12.1 and 10.0 s (earlier,
+    10 MB of JSON lines: 6.8 and 7.2 s); a second worker costs about 0.45 GB more memory."""
     return max(1, min(_cores() if cores is None else cores, input_bytes // BYTES_PER_WORKER))
 
 

@@ -183,3 +183,11 @@ def test_a_file_is_planned_in_splits_of_about_one_size(tmp_path: Path, kind: str
         assert max(sizes) - min(sizes) <= 2 * (10_000 // 32 + len(line) + 1), sizes  # each end near its ideal
         assert [r for piece in pieces for r in (_csv_rows if kind == "csv" else _records)(piece)] \
             == (_csv_rows if kind == "csv" else _records)(InputFile(0, str(path)))
+
+
+def test_a_csv_split_reads_a_header_longer_than_its_first_read(tmp_path: Path) -> None:
+    header = b'a,"' + b"b" * 70_000 + b'\nc"\n'  # a split reads the header in 64 KiB blocks
+    whole, pieces = _csv_pieces(tmp_path / "a.csv", header + b'1,"x\ny"\n' * 300, 1_000, 4096)
+    assert len(pieces) > 2 and pieces[-1].first_line > 2
+    _same_when_split(whole, pieces)
+    assert _csv_rows(pieces[-1])[0][4] == ("a", "b" * 70_000 + "\nc")

@@ -42,6 +42,7 @@ Format = Literal["jsonl", "csv"]
 _JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 _PATH_WORKSTREAM = re.compile(r"(?:^|/)workstream_id=([^/]+)/")
 _BLOCK = 4 << 20
+_HEADER_BLOCK = 64 << 10
 _BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _CSV_FIELD_LIMIT = 2**31 - 1
@@ -314,14 +315,15 @@ def read_chunks(
 _Record = tuple[int, "bytes | str | None", "list[str] | None", "tuple[ErrorCode, str] | None"]
 
 
-def _iter_lines(handle, size: int | None = None, at_start: bool = True) -> Iterator[bytes]:  # noqa: ANN001
+def _iter_lines(handle, size: int | None = None, at_start: bool = True,  # noqa: ANN001
+                block_bytes: int = _BLOCK) -> Iterator[bytes]:
     """Lines of a binary stream (any FileSystems file object) with their line endings, read in
     large blocks; ``size`` bytes at most; a byte-order mark is dropped only at the file's start."""
     pending = b""
     first = at_start
     left = size
     while left is None or left > 0:
-        block = handle.read(_BLOCK if left is None else min(_BLOCK, left))
+        block = handle.read(block_bytes if left is None else min(block_bytes, left))
         if not block:
             break
         if left is not None:
@@ -422,7 +424,7 @@ def _csv_header(handle) -> _Header:  # noqa: ANN001
     """The header of a CSV file read from its start, for a split that starts later: the split
     then reads its rows as reading the whole file would. Only regular files are split
     (``CsvSplits``), so the header row is valid CSV."""
-    tap = _LineTap(_iter_lines(handle))
+    tap = _LineTap(_iter_lines(handle, block_bytes=_HEADER_BLOCK))  # not a whole block per split from a remote store
     csv.field_size_limit(_CSV_FIELD_LIMIT)
     names = [name.strip() for name in next(csv.reader(tap.lines, strict=True), [])]
     unusable = _unusable(tap, names)

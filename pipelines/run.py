@@ -108,6 +108,7 @@ class Plan:
     splits: tuple[InputFile, ...] = ()  # what the pipeline reads: the files, large plain JSON-lines files cut up
     reprocessed_partitions: dict[Partition, list[str]] = field(default_factory=dict)  # partition -> files leaving it
     sizes: dict[str, int] = field(default_factory=dict)  # path -> bytes as stored, of the files read
+    stamps: dict[str, tuple[int, float] | None] = field(default_factory=dict)  # path -> (size, mtime) before the pass
 
     @property
     def input_bytes(self) -> int:
@@ -121,7 +122,7 @@ class Plan:
         return Plan(files, self.skipped, self.failed + tuple(sorted(failed.items())),
                     tuple(p for p in self.reprocessed if p not in failed), self.checksums, self.retried,
                     tuple(s for s in self.splits if s.path not in failed),
-                    {key: paths for key, paths in partitions.items() if paths}, self.sizes)
+                    {key: paths for key, paths in partitions.items() if paths}, self.sizes, self.stamps)
 
     @property
     def empty(self) -> bool:
@@ -289,7 +290,13 @@ def _run_pipeline(plan: Plan, config: WorkstreamConfig, options: RunOptions, lay
         try:
             with beam.Pipeline(options=pipeline_options) as pipeline:
                 build_pipeline(pipeline, plan, config, options, staging)
-            return staging, plan, StageReport.from_json(read_json(staging.counts_path))
+            changed = _changed(plan)
+            if not changed:
+                return staging, plan, StageReport.from_json(read_json(staging.counts_path))
+            staging.abort()
+            for path, why in changed.items():
+                _LOG.warning("left out %s: %s", path, why)
+            plan = plan.without(changed)
         except Exception as exc:
             staging.abort()
             failed = _unreadable(plan)
@@ -298,6 +305,26 @@ def _run_pipeline(plan: Plan, config: WorkstreamConfig, options: RunOptions, lay
             for path, why in failed.items():
                 _LOG.warning("left out %s: %s", path, why)
             plan = plan.without(failed)
+
+
+def _changed(plan: Plan) -> dict[str, str]:
+    """The planned files whose size or modification time is not what it was before the plan's
+    pass: the pipeline may have read other bytes than the checksum the ledger would record (a
+    file written to during the run, or replaced). Told without reading the files again."""
+    return {source.path: "it changed while the run read it; the next run takes it"
+            for source in plan.files if _stamp(source.path) != plan.stamps.get(source.path)}
+
+
+def _stamp(path: str) -> tuple[int, float] | None:
+    """A file's (size, modification time) now; None where the filesystem cannot tell."""
+    try:
+        if is_local(path):
+            info = os.stat(path)
+            return info.st_size, float(info.st_mtime_ns)
+        filesystem = FileSystems.get_filesystem(path)
+        return filesystem.size(path), filesystem.last_updated(path)
+    except Exception:  # noqa: BLE001 - a store that cannot tell: the checksum after a failure still can
+        return None
 
 
 def _unreadable(plan: Plan) -> dict[str, str]:
@@ -415,7 +442,8 @@ def plan_run(files: Sequence[InputFile], ledger: Ledger, reprocess: bool, split_
             partitions.setdefault(partition, []).append(path)
     splits = tuple(piece for f in todo for piece in f.splits(cuts.get(f.path, [])))
     return Plan(tuple(todo), tuple(skipped), tuple(failed), reprocessed, checksums, splits=splits,
-                reprocessed_partitions=partitions, sizes=sizes)
+                reprocessed_partitions=partitions, sizes=sizes,
+                stamps={path: scans[path].stamp for path in checksums if path in scans})
 
 
 @dataclass
@@ -423,6 +451,7 @@ class _Scan:
     """One pass over a file: its checksum, size and cuts, or why it cannot be read."""
 
     checksum: str = ""
+    stamp: tuple[int, float] | None = None  # (size, modification time) before the pass
     size: int = 0
     cuts: list[tuple[int, int]] = field(default_factory=list)
     problem: str | None = None
@@ -438,7 +467,7 @@ def _scan_files(paths: Sequence[str], split_bytes: int, file_format: str) -> dic
 
 
 def _scan_file(path: str, split_bytes: int, file_format: str) -> _Scan:
-    scan = _Scan()
+    scan = _Scan(stamp=_stamp(path))
     splitter = _splitter(path, file_format, split_bytes)
 
     def seen(block: bytes) -> None:

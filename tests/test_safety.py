@@ -181,6 +181,39 @@ def test_a_truncated_gzip_is_a_failed_input_not_a_partial_commit(tmp_path: Path,
     assert str(good) in {s["path"] for s in fixed.manifest["skipped_inputs"]}
 
 
+@pytest.mark.parametrize("name", ["growing.jsonl", "growing.csv"])
+def test_a_file_written_to_while_the_run_reads_it_is_a_failed_input(tmp_path: Path, config_file: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """A landing file still being written (or replaced) after the plan's pass: the rows read may not
+    be the bytes whose checksum the ledger would keep, so the file is left out, never committed."""
+    import pipelines.run as run_module
+
+    good = write_jsonl(tmp_path / "in" / "good.jsonl", [record(unique_id="g")])
+    rows = [record(unique_id=f"u{i}") for i in range(5)]
+    growing = tmp_path / "in" / name
+    if name.endswith(".csv"):
+        growing.write_text(",".join(rows[0]) + "\n" + "".join(",".join(map(str, r.values())) + "\n" for r in rows))
+    else:
+        write_jsonl(growing, rows)
+    build = run_module.build_pipeline
+
+    def build_then_append(*args: object, **kwargs: object) -> object:
+        with growing.open("a") as handle:  # a writer appends while the pipeline runs
+            handle.write(handle.name.endswith(".csv") and ",".join(map(str, rows[0].values())) + "\n"
+                         or json.dumps(record(unique_id="late")) + "\n")
+        monkeypatch.setattr(run_module, "build_pipeline", build)  # once: the run goes on without the file
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "build_pipeline", build_then_append)
+    result = _run(str(tmp_path / "in" / "*"), tmp_path / "out", config_file)
+    assert [(Path(f["path"]).name, f["reason"]) for f in result.failed_inputs] == [
+        (name, "it changed while the run read it; the next run takes it")]
+    assert result.manifest["counts"]["read"] == result.manifest["counts"]["written"] == 1
+    assert [f["path"] for f in result.manifest["inputs"]] == [str(good)]
+    later = _run(str(tmp_path / "in" / "*"), tmp_path / "out", config_file)  # whole now: taken once
+    assert later.failed_inputs == [] and later.manifest["counts"]["read"] == 6
+
+
 def test_a_corrupt_gzip_and_a_fifo_are_failed_inputs(tmp_path: Path, config_file: Path) -> None:
     write_jsonl(tmp_path / "in" / "good.jsonl", [record()])
     (tmp_path / "in" / "bad.jsonl.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"not deflate at all" * 10)

@@ -105,7 +105,7 @@ class Plan:
     reprocessed: tuple[str, ...] = ()
     checksums: dict[str, str] = field(default_factory=dict)
     retried: tuple[RawChunk, ...] = ()  # stored rejects validated again (``rejects retry``), instead of files
-    splits: tuple[InputFile, ...] = ()  # what the pipeline reads: the files, large plain JSON-lines files cut up
+    splits: tuple[InputFile, ...] = ()  # what the pipeline reads: the files, plain JSON-lines and CSV files cut up
     reprocessed_partitions: dict[Partition, list[str]] = field(default_factory=dict)  # partition -> files leaving it
     sizes: dict[str, int] = field(default_factory=dict)  # path -> bytes as stored, of the files read
     stamps: dict[str, tuple[int, float] | None] = field(default_factory=dict)  # path -> (size, mtime) before the pass

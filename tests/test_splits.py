@@ -45,19 +45,22 @@ def test_splits_read_the_same_records_as_the_whole_file(tmp_path_factory, lines:
     assert sum(_blank(piece) for piece in pieces) == _blank(whole)
 
 
+def _run_read_back(path: Path, out: Path, config_file: Path, split_bytes: int) -> tuple:
+    """A run of one file in splits of ``split_bytes``: its counts, and its rows and rejects as DuckDB reads them."""
+    result = run(RunOptions(inputs=(str(path),), output=str(out), workstreams=str(config_file), split_bytes=split_bytes,
+                            run_id="r"), ["--direct_num_workers=1"])
+    return (result.manifest["counts"],
+            duckdb.sql(f"select * from read_parquet('{out}/task_completed/**/*.parquet') order by all").fetchall(),
+            duckdb.sql(f"select * from read_parquet('{out}/rejects/**/*.parquet') order by all").fetchall())
+
+
 def test_a_run_in_tiny_splits_writes_the_same_tables(tmp_path: Path, config_file: Path) -> None:
     rows = [record(unique_id=f"u{i % 7}", worker_id=f"w{i}", replace_duplicate=i % 3 != 0) for i in range(60)]
     rows[10] = "not json"
     rows[20] = ""
     path = write_jsonl(tmp_path / "a.jsonl", rows)
-    outputs = []
-    for name, split_bytes in (("whole", 1 << 30), ("split", 200)):
-        out = tmp_path / name
-        result = run(RunOptions(inputs=(str(path),), output=str(out), workstreams=str(config_file), split_bytes=split_bytes,
-                                run_id="r"), ["--direct_num_workers=1"])
-        outputs.append((result.manifest["counts"], duckdb.sql(
-            f"select * from read_parquet('{out}/task_completed/**/*.parquet') order by all").fetchall(), duckdb.sql(
-            f"select * from read_parquet('{out}/rejects/**/*.parquet') order by all").fetchall()))
+    outputs = [_run_read_back(path, tmp_path / name, config_file, split_bytes)
+               for name, split_bytes in (("whole", 1 << 30), ("split", 200))]
     assert outputs[0] == outputs[1]
     assert outputs[0][0]["written"] == 7 and outputs[0][0]["blank_lines"] == 1
 
@@ -146,14 +149,8 @@ def test_a_csv_run_in_tiny_splits_writes_the_same_tables(tmp_path: Path, config_
             buffer.write("\n")
     path = tmp_path / "a.csv"
     path.write_text(buffer.getvalue())
-    outputs = []
-    for name, split_bytes in (("whole", 1 << 30), ("split", 300)):
-        out = tmp_path / name
-        result = run(RunOptions(inputs=(str(path),), output=str(out), workstreams=str(config_file), split_bytes=split_bytes,
-                                run_id="r"), ["--direct_num_workers=1"])
-        outputs.append((result.manifest["counts"], duckdb.sql(
-            f"select * from read_parquet('{out}/task_completed/**/*.parquet') order by all").fetchall(), duckdb.sql(
-            f"select * from read_parquet('{out}/rejects/**/*.parquet') order by all").fetchall()))
+    outputs = [_run_read_back(path, tmp_path / name, config_file, split_bytes)
+               for name, split_bytes in (("whole", 1 << 30), ("split", 300))]
     assert outputs[0] == outputs[1]
     assert outputs[0][0]["written"] == 7 and outputs[0][0]["blank_lines"] == 1
     assert [row[3:5] for row in outputs[1][2]] == [("malformed_csv", None)]

@@ -39,14 +39,10 @@ from typing import Any
 
 import orjson
 
+from benchmarks.peers import FIELDS  # the contract's fields, as the peers read them
+
 __all__ = ["FIELDS", "Generated", "generate", "main"]
 
-FIELDS = (
-    "workstream_id", "worker_id", "task_id", "task_url", "task_count", "subtask_count", "use_case_id",
-    "task_definition_id", "task_started_at", "task_completed_at", "duration", "task_created_at",
-    "data_source", "task_metadata", "task_measurements", "dataset_id", "asset_id", "unique_id",
-    "replace_duplicate", "received_at",
-)
 CSV_COLUMNS = (*FIELDS, "client_version")  # one column outside the contract: goes to extra_fields
 
 BAD_RATE = 0.01

@@ -12,6 +12,7 @@ checking or storing it, that record becomes a reject and its neighbours are unaf
 from __future__ import annotations
 
 import functools
+import gc
 from collections.abc import Iterator
 from datetime import timezone, tzinfo
 from typing import Any
@@ -365,6 +366,19 @@ def _raw_text(raw: bytes | str) -> str:
     return _storable(raw)
 
 
+@functools.cache  # once per process
+def _freeze_long_lived() -> None:
+    """Keep the collector away from what lives as long as the worker (modules, Beam's state).
+
+    Validation builds tens of thousands of dicts per chunk. Each one that outlives a young
+    collection counts towards a full one, which walks every object in the process: a worker
+    walked its few hundred thousand long-lived objects every few chunks. Frozen objects are not
+    walked (reference counting still frees them). 1M JSON lines on two workers: 23.5 -> 20.2 s.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 class _ValidateFn(beam.DoFn):
     def __init__(self, config: WorkstreamConfig, timezone_name: str, run_workstream: str | None) -> None:
         self._config = config
@@ -373,6 +387,7 @@ class _ValidateFn(beam.DoFn):
         self._validator: ChunkValidator | None = None
 
     def setup(self) -> None:
+        _freeze_long_lived()
         tz = timezone.utc if self._timezone_name.upper() == "UTC" else ZoneInfo(self._timezone_name)
         self._validator = ChunkValidator(self._config, tz, self._run_workstream)
 

@@ -134,14 +134,32 @@ def _strings(values: list[Any], _utc: bool = True) -> tuple[pa.Array, np.ndarray
         array = pa.array(values, pa.string())
         fine = np.ones(len(values), dtype=bool)
     except (pa.ArrowTypeError, pa.ArrowInvalid, UnicodeEncodeError):
-        fine = np.array([v is None or (type(v) is str and rules.encoding_problem(v) is None) for v in values], dtype=bool)
-        array = pa.array([v if ok and v is not None else None for v, ok in zip(values, fine)], pa.string())
+        array, fine = _text_only(values)
     # Trim ASCII white space only: where what is left starts and ends with a printable ASCII
     # character, Python's str.strip() (the model's) would have stopped at the same characters.
     trimmed = pc.utf8_trim(array, characters=_ASCII_SPACE)
     array = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)  # blank is absent
     fine &= _mask(pc.or_kleene(pc.is_null(array), pc.match_substring_regex(array, _TRIMMED)))
     return array, fine
+
+
+def _text_only(values: list[Any]) -> tuple[pa.Array, np.ndarray]:
+    """The values that are text as a string array; any other value (a number, an object, text
+    with a lone surrogate) null and not certified.
+
+    One value of another JSON type in a chunk sends the whole list here, so the common case
+    (a few such values) is found by type in one pass in C, not by a Python test per value.
+    """
+    kinds = np.fromiter(map(type, values), dtype=object, count=len(values))
+    fine = (kinds == str) | (kinds == type(None))  # noqa: E721 - numpy compares each element
+    kept = list(values)
+    for i in np.flatnonzero(~fine).tolist():
+        kept[i] = None
+    try:
+        return pa.array(kept, pa.string()), fine
+    except UnicodeEncodeError:  # a lone surrogate: find which values hold one
+        fine &= np.array([v is None or rules.encoding_problem(v) is None for v in kept], dtype=bool)
+        return pa.array([v if ok else None for v, ok in zip(kept, fine)], pa.string()), fine
 
 
 def _worker_ids(values: list[Any], _utc: bool) -> tuple[pa.Array, np.ndarray]:

@@ -19,7 +19,7 @@ class DeriveDurations(beam.PTransform):
     """Fill ``duration`` where absent as completed minus started, and flag it (vectorized)."""
 
     def expand(self, batches: beam.PCollection[pa.RecordBatch]) -> beam.PCollection[pa.RecordBatch]:
-        return batches | "FillDuration" >> beam.Map(derive_durations)
+        return batches | "FillDuration" >> beam.Map(derive_durations).with_output_types(pa.RecordBatch)
 
 
 def derive_durations(batch: pa.RecordBatch) -> pa.RecordBatch:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import bisect
 import codecs
 import csv
+import pickle
 import re
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import unquote
 
 import apache_beam as beam
@@ -237,6 +238,35 @@ class RawChunk:
         return RawChunk(self.source_file, self.file_index, self.kind, self.path_workstream, self.header)
 
 
+class RawChunkCoder(beam.coders.Coder):
+    """A ``RawChunk`` as a pickle, its size estimated from its raw text without pickling it.
+
+    Chunks stay inside their fused stage, but Beam samples the size of elements for its metrics
+    by encoding them: about 20 of every worker's ~10 MB chunks were pickled only to be measured
+    (1M CSV records: 2.2 s of one worker's 45 s).
+    """
+
+    def encode(self, value: RawChunk) -> bytes:
+        return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+
+    def decode(self, encoded: bytes) -> RawChunk:
+        chunk = pickle.loads(encoded)
+        assert isinstance(chunk, RawChunk)
+        return chunk
+
+    def estimate_size(self, value: RawChunk) -> int:
+        return sum(map(len, value.raws))
+
+    def is_deterministic(self) -> bool:
+        return False
+
+    def to_type_hint(self) -> Any:
+        return RawChunk
+
+
+beam.coders.registry.register_coder(RawChunk, RawChunkCoder)
+
+
 class ReadTaskFiles(beam.PTransform):
     """PCollection[InputFile] -> PCollection[RawChunk], every record with its file and line.
 
@@ -259,7 +289,7 @@ class ReadTaskFiles(beam.PTransform):
             file_format=self._format,
             max_record_bytes=self._max_record_bytes,
             chunk_records=self._chunk_records,
-        )
+        ).with_output_types(RawChunk)
         return chunks
 
 

@@ -77,9 +77,10 @@ class ValidateRecords(beam.PTransform):
         self._run_workstream = run_workstream
 
     def expand(self, chunks: beam.PCollection[RawChunk]) -> beam.pvalue.DoOutputsTuple:
+        # typed, so that batches take the Arrow coder, which sizes them without encoding them
         return chunks | "CheckRules" >> beam.ParDo(
             _ValidateFn(self._config, self._timezone_name, self._run_workstream)
-        ).with_outputs(REJECTED, COUNTS, main="accepted")
+        ).with_output_types(pa.RecordBatch, **{REJECTED: pa.RecordBatch}).with_outputs(REJECTED, COUNTS, main="accepted")
 
 
 def validate_chunk(chunk: RawChunk, config: WorkstreamConfig, default_tz: tzinfo = timezone.utc,

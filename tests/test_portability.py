@@ -268,3 +268,32 @@ def test_arrow_coders_round_trip_and_serve_a_shuffle_on_the_portable_runner() ->
     finally:
         registry._coders.clear()
         registry._coders.update(saved)
+
+
+def test_chunks_and_batches_are_sized_for_metrics_without_being_encoded(tmp_path: Path) -> None:
+    """Beam samples the size of elements with their PCollection's coder: chunks and Arrow batches
+    must reach a coder that measures them, not a pickle of the whole element."""
+    import apache_beam as beam
+
+    from schemas.config import WorkstreamConfig
+    from transforms.coders import ArrowRecordBatchCoder
+    from transforms.durations import DeriveDurations
+    from transforms.read import InputFile, RawChunkCoder, ReadTaskFiles, read_chunks
+    from transforms.validate import REJECTED, ValidateRecords
+
+    path = write_jsonl(tmp_path / "a.jsonl", [record(), record(unique_id="u2"), {"no": "fields"}])
+    [chunk] = read_chunks(InputFile(0, str(path)))
+    coder = RawChunkCoder()
+    assert coder.estimate_size(chunk) == sum(len(raw) for raw in chunk.raws)
+    assert coder.decode(coder.encode(chunk)) == chunk
+    table = pa.table({"n": [1, 2, 3]})
+    assert ArrowRecordBatchCoder().estimate_size(table.to_batches()[0]) == table.nbytes
+
+    pipeline = beam.Pipeline()
+    chunks = pipeline | beam.Create([InputFile(0, str(path))]) | ReadTaskFiles()
+    validated = chunks | ValidateRecords(WorkstreamConfig.model_validate(CONFIG_DATA))
+    accepted = validated.accepted | DeriveDurations()
+    registry = beam.coders.registry
+    assert type(registry.get_coder(chunks.element_type)) is RawChunkCoder
+    for batches in (validated.accepted, validated[REJECTED], accepted):
+        assert type(registry.get_coder(batches.element_type)) is ArrowRecordBatchCoder

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -80,8 +81,8 @@ class Certifier:
                 default_workstream: str | None) -> tuple[dict[str, pa.Array], np.ndarray]:
         """Normalized columns of the records, and the mask of the records certified.
 
-        ``values`` holds each field's raw values (None where absent), one list per field of the
-        model, all of one length. Values of records that are not certified are meaningless and
+        ``values`` holds each field's raw values (None or "" where absent), one list per field
+        of the model, all of one length. Values of records that are not certified are meaningless and
         must be decided by the model.
         """
         n = len(next(iter(values.values()))) if values else 0
@@ -117,7 +118,7 @@ class Certifier:
     def _left_to_the_model(self, spec: FieldSpec, values: list[Any]) -> tuple[pa.Array, np.ndarray]:
         """A field only the model can check: its default where absent; a present value defers the record."""
         kind = self._types[spec.name]
-        fine = np.array([value is None for value in values], dtype=bool)
+        fine = np.array([value is None or value == "" for value in values], dtype=bool)
         try:
             return pa.array([spec.default] * len(values), kind), fine
         except (pa.ArrowException, TypeError, ValueError):
@@ -184,7 +185,7 @@ def _each(convert: Callable[[Any], Any], kind: pa.DataType) -> Callable[[list[An
         out: list[Any] = []
         fine = np.ones(len(values), dtype=bool)
         for i, value in enumerate(values):
-            converted = None if value is None else convert(value)
+            converted = None if value is None or value == "" else convert(value)  # empty is absent
             if converted is _DEFER:
                 converted = None
                 fine[i] = False
@@ -223,9 +224,20 @@ def _flag(value: Any) -> Any:
 
 
 def _key_values(value: Any) -> Any:
-    """The model's own rule, after a one-pass shortcut for the common object (``_flat_map``)."""
+    """The model's own rule, after a one-pass shortcut for the common object (``_flat_map``),
+    given as an object or (a CSV cell) as its JSON text."""
     if type(value) is dict:
         flat = _flat_map(value)
+        if flat is not None:
+            return flat
+    elif type(value) is str and value.isascii() and "\\u" not in value:
+        # Without escapes or non-ASCII text, orjson reads what the model's json.loads reads, and
+        # text orjson refuses (NaN, integers beyond 64 bits) goes to the rule: 3.2 -> 1.3 us per object.
+        try:
+            parsed = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            parsed = None
+        flat = _flat_map(parsed) if type(parsed) is dict else None
         if flat is not None:
             return flat
     if type(value) is not str and type(value) is not dict:

@@ -181,6 +181,22 @@ def test_fast_path_maps_objects_as_the_model_does(value: dict) -> None:
     assert dict(columns["task_metadata"].to_pylist()[0]) == model.task_metadata
 
 
+@pytest.mark.parametrize("text", [
+    '{"language":"en","priority":3}', ' { "a" : "b" , "n" : -9223372036854775808 } ', '{"a": 1, "a": 2}', "{}",
+    '{"n": 18446744073709551616}', '{"n": NaN}', '{"k": Infinity}', '{"k": 1.5}', '{"k": true}', '{"k": null}',
+    '{"k": [1]}', '{"k": {"x": 1}}', '{"k": "\\u00fc"}', '{"k": "\\ud800"}', '{"k": "\\/"}', '{"k": "tab\there"}',
+    '{"k": 01}', '{"k": "v",}', "[1]", '"x"', "null", "not json", '{"k": "v"} x', '{"k": "ü"}',
+    '{"a": "' + "[" * 100 + '"}', "[" * 100 + "]" * 100,
+])
+def test_fast_path_reads_object_text_as_the_model_does(text: str) -> None:
+    """An object given as JSON text (a CSV cell, or a JSON string) gets the model's verdict and map."""
+    record = {"workstream_id": WS, "worker_id": "w", "use_case_id": UC, "task_definition_id": TD,
+              "task_started_at": "2020-12-22T09:13:24Z", "task_completed_at": "2020-12-22T10:13:24Z",
+              "task_metadata": text}
+    _same(_chunk([record], "json"))
+    _same(_csv_chunk([record]))
+
+
 _SURROGATES = ("\ud800", "a\udcff", " \udfff ")
 _UNSTORABLE = [(name, value) for name in ("worker_id", "task_id", "task_started_at", "task_count", "replace_duplicate",
                                           "duration", "data_source", "task_metadata") for value in _SURROGATES] + [

@@ -253,14 +253,15 @@ class ChunkValidator:
         return batch, certified
 
     def _csv_columns(self, chunk: RawChunk, rows: list[int]) -> tuple[dict[str, list[Any]], list[str | None]]:
-        """Raw values per field straight from the cells (transposed in C); an empty cell is absent."""
+        """Raw values per field straight from the cells (transposed in C); the certifier reads an
+        empty cell as absent."""
         header = chunk.header or ()
         by_column = list(zip(*(chunk.cells[i] or () for i in rows))) if rows else [() for _ in header]
         values: dict[str, list[Any]] = {name: [None] * len(rows) for name in self._names}
         extra_columns = []
         for name, cells in zip(header, by_column):
             if name in self._known:
-                values[name] = [cell or None for cell in cells]
+                values[name] = list(cells)
             else:
                 extra_columns.append((name, cells))
         extras: list[str | None] = [None] * len(rows)

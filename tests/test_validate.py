@@ -540,3 +540,26 @@ def test_context_and_fast_path_lookups_are_built_once_per_validator(config: Work
         accepted, _, _ = validator.validate(jsonl_chunk([record(), record(task_id="x")], file_index=file_index))
         assert accepted.num_rows == 2
     assert built == [1]
+
+
+def test_cycle_collection_is_off_only_while_a_chunk_is_validated() -> None:
+    """The worker turns the collector off around one chunk and gives it back as it found it,
+    also when validation raises."""
+    import gc
+
+    from transforms.validate import _no_cycle_collection
+
+    assert gc.isenabled()
+    with _no_cycle_collection():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), _no_cycle_collection():
+        raise RuntimeError("validation failed")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with _no_cycle_collection():
+            pass
+        assert not gc.isenabled()  # it was off: left off
+    finally:
+        gc.enable()

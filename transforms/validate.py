@@ -11,6 +11,7 @@ checking or storing it, that record becomes a reject and its neighbours are unaf
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 from collections.abc import Iterator
@@ -381,6 +382,25 @@ def _freeze_long_lived() -> None:
     gc.freeze()
 
 
+@contextlib.contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """No cycle collection while a chunk is validated.
+
+    Parsing a chunk builds some 20,000 dicts that live until the chunk is done; each young
+    collection they survive moves them on, and the collector kept walking them, ever more of
+    them, as the chunk grew. Validation makes no cycles of its own that must wait for the
+    collector (an exception's traceback cycle is broken when its ``except`` block ends), and
+    what it frees, reference counting frees. 100k JSON records: 1.91 -> 1.41 s.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 class _ValidateFn(beam.DoFn):
     def __init__(self, config: WorkstreamConfig, timezone_name: str, run_workstream: str | None) -> None:
         self._config = config
@@ -395,7 +415,8 @@ class _ValidateFn(beam.DoFn):
 
     def process(self, chunk: RawChunk) -> Iterator[Any]:
         assert self._validator is not None, "setup() builds the validator"
-        accepted, rejects, counts = self._validator.validate(chunk)
+        with _no_cycle_collection():
+            accepted, rejects, counts = self._validator.validate(chunk)
         if accepted.num_rows:
             yield accepted
         if rejects.num_rows:

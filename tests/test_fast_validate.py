@@ -22,7 +22,8 @@ CONFIG = WorkstreamConfig.model_validate(CONFIG_DATA)
 
 _text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=8)
 _padded = st.builds(lambda pad, s, pad2: pad + s + pad2, st.sampled_from(["", " ", "\t", "\x1f", "\xa0"]),
-                    st.sampled_from(["abc", "A@B.com", "x", "Ünï", "ab\x0bC@d.e"]), st.sampled_from(["", " ", "\n"]))
+                    st.sampled_from(["abc", "A@B.com", "x", "Ünï", "ab\x0bC@d.e"]),
+                    st.sampled_from(["", " ", "\n", "\xa0", "\x1f", "\u2028"]))
 _scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 2**64), st.floats(allow_nan=False, allow_infinity=False), _text, _padded)
 _numbers = st.one_of(
     st.integers(-3, 10**20), st.floats(-1, 1e20), st.sampled_from(["10", "10.0", "007", " 5", "1e3", "-1", "1_0", "ten",
@@ -179,6 +180,17 @@ def test_fast_path_maps_objects_as_the_model_does(value: dict) -> None:
     assert ok.tolist() == [True]
     model = TaskCompleted.model_validate(record)
     assert dict(columns["task_metadata"].to_pylist()[0]) == model.task_metadata
+
+
+@pytest.mark.parametrize("value", ["abc\xa0", "\xa0abc", "abc\x1f", "\x1fabc", "abc\u2028", "abc\x85", "\x85abc",
+                                   "ü", "aü", "üa", "a\x7f", "\x7fa", "a\x00", " a ", "a b", "~", "!"])
+def test_fast_path_keeps_text_only_where_trimming_would_not_change_it(value: str) -> None:
+    """Python's strip() (the model's) also strips Unicode white space and \\x1c-\\x1f: text whose
+    first or last character is not printable ASCII is the model's to decide."""
+    record = {"workstream_id": WS, "worker_id": "w@x.com", "use_case_id": UC, "task_definition_id": TD,
+              "task_started_at": "2020-12-22T09:13:24Z", "task_completed_at": "2020-12-22T10:13:24Z",
+              "task_id": value, "dataset_id": value}
+    _same(_chunk([record], "json"))
 
 
 @pytest.mark.parametrize("text", [

@@ -80,8 +80,8 @@ class Certifier:
         """Normalized columns of the records, and the mask of the records certified.
 
         ``values`` holds each field's raw values (None or "" where absent), one list per field
-        of the model, all of one length. Values of records that are not certified are meaningless and
-        must be decided by the model.
+        of the model, all of one length. Values of records that are not certified are
+        meaningless and must be decided by the model.
         """
         n = len(next(iter(values.values()))) if values else 0
         ok = np.ones(n, dtype=bool) if self._whole_records else np.zeros(n, dtype=bool)

@@ -97,7 +97,9 @@ def _wait_for(condition, timeout: float = 120.0) -> None:  # noqa: ANN001 - any 
         time.sleep(0.02)
 
 
-def _night(tmp_path: Path, n: int = 30_000) -> Path:
+def _night(tmp_path: Path, n: int = 150_000) -> Path:
+    """A night long enough (about 10 s on one worker) that another run starts, or a kill lands,
+    while it is in its pipeline: at 30,000 records a faster pipeline sometimes finished first."""
     return write_jsonl(tmp_path / "in" / "big.jsonl", [
         record(unique_id=f"k{i % 20_000}", worker_id=f"w{i % 50}", task_started_at=f"2020-12-{10 + i % 10}T09:00:00Z",
                task_completed_at=f"2020-12-{10 + i % 10}T10:00:00Z")

@@ -75,22 +75,19 @@ class Certifier:
                 by_kind.setdefault(spec.kind, []).append(spec.name)
         self._by_kind = {kind: tuple(names) for kind, names in by_kind.items()}
 
-    def certify(self, values: Mapping[str, list[Any]], default_tz_is_utc: bool,
+    def certify(self, values: Mapping[str, list[Any] | pa.Array], default_tz_is_utc: bool,
                 default_workstream: str | None) -> tuple[dict[str, pa.Array], np.ndarray]:
         """Normalized columns of the records, and the mask of the records certified.
 
         ``values`` holds each field's raw values (None or "" where absent), one list per field
-        of the model, all of one length. Values of records that are not certified are
-        meaningless and must be decided by the model.
+        of the model, or one Arrow text column per field (CSV read by Arrow), all of one length.
+        Values of records that are not certified are meaningless and must be decided by the model.
         """
         n = len(next(iter(values.values()))) if values else 0
         ok = np.ones(n, dtype=bool) if self._whole_records else np.zeros(n, dtype=bool)
         converted: dict[str, tuple[pa.Array, np.ndarray]] = {}
         for kind, names in self._by_kind.items():
-            joined: list[Any] = []
-            for name in names:
-                joined += values[name]
-            arrays, fines = _CONVERTERS[kind](joined, default_tz_is_utc)
+            arrays, fines = _CONVERTERS[kind](_joined([values[name] for name in names]), default_tz_is_utc)
             for i, name in enumerate(names):
                 converted[name] = arrays.slice(i * n, n), fines[i * n:(i + 1) * n]
         columns: dict[str, pa.Array] = {}
@@ -113,14 +110,27 @@ class Certifier:
         ok &= _mask(pc.is_in(triple, value_set=self._known))
         return columns, ok
 
-    def _left_to_the_model(self, spec: FieldSpec, values: list[Any]) -> tuple[pa.Array, np.ndarray]:
+    def _left_to_the_model(self, spec: FieldSpec, values: list[Any] | pa.Array) -> tuple[pa.Array, np.ndarray]:
         """A field only the model can check: its default where absent; a present value defers the record."""
         kind = self._types[spec.name]
-        fine = np.array([value is None or value == "" for value in values], dtype=bool)
+        if isinstance(values, pa.Array):
+            fine = _mask(pc.or_kleene(pc.is_null(values), pc.equal(values, "")))
+        else:
+            fine = np.array([value is None or value == "" for value in values], dtype=bool)
         try:
             return pa.array([spec.default] * len(values), kind), fine
         except (pa.ArrowException, TypeError, ValueError):
             return pa.nulls(len(values), kind), np.zeros(len(values), dtype=bool)
+
+
+def _joined(columns: list[list[Any] | pa.Array]) -> list[Any] | pa.Array:
+    """Columns of one kind one after the other: lists as a list, Arrow columns as an array."""
+    if columns and isinstance(columns[0], pa.Array):
+        return pa.concat_arrays(columns)
+    joined: list[Any] = []
+    for column in columns:
+        joined += column
+    return joined
 
 
 def _mask(condition: pa.Array) -> np.ndarray:
@@ -128,8 +138,11 @@ def _mask(condition: pa.Array) -> np.ndarray:
     return pc.fill_null(condition, False).to_numpy(zero_copy_only=False)
 
 
-def _strings(values: list[Any], _utc: bool = True) -> tuple[pa.Array, np.ndarray]:
-    array, fine = _text_only(values)
+def _strings(values: list[Any] | pa.Array, _utc: bool = True) -> tuple[pa.Array, np.ndarray]:
+    if isinstance(values, pa.Array):  # text read by Arrow
+        array, fine = values, np.ones(len(values), dtype=bool)
+    else:
+        array, fine = _text_only(values)
     # Trim ASCII white space only: where what is left starts and ends with a printable ASCII
     # character, Python's str.strip() (the model's) would have stopped at the same characters.
     trimmed = pc.utf8_trim(array, characters=_ASCII_SPACE)
@@ -192,13 +205,13 @@ def _text_by_type(values: list[Any]) -> tuple[pa.Array, np.ndarray]:
         return pa.array([v if ok else None for v, ok in zip(kept, fine)], pa.string()), fine
 
 
-def _worker_ids(values: list[Any], _utc: bool) -> tuple[pa.Array, np.ndarray]:
+def _worker_ids(values: list[Any] | pa.Array, _utc: bool) -> tuple[pa.Array, np.ndarray]:
     worker, fine = _strings(values)
     fine &= _mask(pc.or_kleene(pc.is_null(worker), pc.string_is_ascii(worker)))
     return pc.if_else(pc.match_substring_regex(worker, _EMAIL), pc.utf8_lower(worker), worker), fine
 
 
-def _data_sources(values: list[Any], _utc: bool) -> tuple[pa.Array, np.ndarray]:
+def _data_sources(values: list[Any] | pa.Array, _utc: bool) -> tuple[pa.Array, np.ndarray]:
     source, fine = _strings(values)
     fine &= _mask(pc.or_kleene(pc.is_null(source), pc.is_in(source, value_set=pa.array(rules.DATA_SOURCES))))
     return source, fine
@@ -207,10 +220,39 @@ def _data_sources(values: list[Any], _utc: bool) -> tuple[pa.Array, np.ndarray]:
 _DEFER = object()  # a value the fast path does not decide
 
 
-def _each(convert: Callable[[Any], Any], kind: pa.DataType) -> Callable[[list[Any], bool], tuple[pa.Array, np.ndarray]]:
-    """Convert every present value; a value ``convert`` defers becomes null and is not certified."""
+def _each(convert: Callable[[Any], Any], kind: pa.DataType,
+          bulk: Callable[[pa.Array], tuple[pa.Array, np.ndarray] | None] | None = None
+          ) -> Callable[[list[Any] | pa.Array, bool], tuple[pa.Array, np.ndarray]]:
+    """Convert every present value; a value ``convert`` defers becomes null and is not certified.
 
-    def converter(values: list[Any], _utc: bool) -> tuple[pa.Array, np.ndarray]:
+    Values all of one type (a CSV column's text, an Arrow column) go through ``bulk``, the same
+    conversion in pyarrow.compute, when ``bulk`` knows that type: 100k CSV records' counts,
+    durations and flags 122 -> 63 ms. Values of mixed types (JSON) go value by value, which
+    measured cheaper than sorting them by type.
+    """
+
+    def converter(values: list[Any] | pa.Array, _utc: bool) -> tuple[pa.Array, np.ndarray]:
+        if isinstance(values, pa.Array):
+            done = bulk(values) if bulk is not None else None
+            if done is not None:
+                return done
+            values = values.to_pylist()
+        if bulk is None:
+            return one_by_one(values)
+        kinds = set(map(type, values))
+        if len(kinds) <= 1:
+            return by_type(values, kinds.pop() if kinds else type(None))
+        return one_by_one(values)  # mixed types (JSON): value by value is cheaper than sorting them out
+
+    def by_type(values: list[Any], kind: type) -> tuple[pa.Array, np.ndarray]:
+        """Values of one Python type: in bulk when ``bulk`` takes them, else one by one."""
+        try:
+            done = bulk(pa.array(values, _ARROW_TYPES[kind])) if bulk is not None and kind in _ARROW_TYPES else None
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, UnicodeEncodeError):
+            done = None
+        return done if done is not None else one_by_one(values)
+
+    def one_by_one(values: list[Any]) -> tuple[pa.Array, np.ndarray]:
         out: list[Any] = []
         fine = np.ones(len(values), dtype=bool)
         for i, value in enumerate(values):
@@ -222,6 +264,78 @@ def _each(convert: Callable[[Any], Any], kind: pa.DataType) -> Callable[[list[An
         return pa.array(out, kind), fine
 
     return converter
+
+
+_ARROW_TYPES = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_(), type(None): pa.null()}
+
+
+def _converted(values: pa.Array, good: pa.Array, result: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """``result`` where ``good``, else null; certified where ``good`` or the value is absent
+    (null or empty text)."""
+    absent = pc.is_null(values)
+    if pa.types.is_string(values.type):
+        absent = pc.or_kleene(absent, pc.equal(values, ""))
+    good = pc.fill_null(good, False)
+    return pc.if_else(good, result, pa.scalar(None, result.type)), _mask(pc.or_(absent, good))
+
+
+def _digits_only(text: pa.Array, pattern: str, kind: pa.DataType) -> tuple[pa.Array, pa.Array]:
+    """(text that matches ``pattern``, cast to ``kind``; the mask of it)."""
+    matched = pc.fill_null(pc.match_substring_regex(text, pattern), False)
+    return pc.cast(pc.if_else(matched, text, pa.scalar(None, pa.string())), kind), matched
+
+
+def _count_bulk(values: pa.Array) -> tuple[pa.Array, np.ndarray] | None:
+    """``_count`` over a column of one type."""
+    kind = values.type
+    if pa.types.is_null(kind):
+        return pa.nulls(len(values), pa.int64()), np.ones(len(values), dtype=bool)
+    if kind == pa.int64():
+        return _converted(values, _between(values, rules.MAX_COUNT), values)
+    if kind == pa.float64():
+        whole = pc.and_(pc.is_finite(values), pc.equal(pc.floor(values), values))
+        good = pc.and_(whole, _between(values, rules.MAX_COUNT))
+        return _converted(values, good, pc.cast(pc.if_else(good, values, pa.scalar(None, kind)), pa.int64()))
+    if pa.types.is_string(kind):
+        number, matched = _digits_only(values, "^[0-9]{1,18}$", pa.int64())
+        return _converted(values, pc.and_(matched, pc.less_equal(number, rules.MAX_COUNT)), number)
+    return None
+
+
+def _duration_bulk(values: pa.Array) -> tuple[pa.Array, np.ndarray] | None:
+    """``_duration`` over a column of one type."""
+    kind = values.type
+    if pa.types.is_null(kind):
+        return pa.nulls(len(values), pa.float64()), np.ones(len(values), dtype=bool)
+    if kind == pa.int64():
+        return _converted(values, pc.greater_equal(values, 0), pc.cast(values, pa.float64(), safe=False))
+    if kind == pa.float64():
+        return _converted(values, pc.and_(pc.greater_equal(values, 0), pc.is_finite(values)), values)
+    if pa.types.is_string(kind):
+        number, matched = _digits_only(values, r"^[0-9]+(\.[0-9]+)?$", pa.float64())
+        return _converted(values, pc.and_(matched, pc.is_finite(number)), number)
+    return None
+
+
+_TRUE, _FALSE = pa.array(["true", "1", "yes"]), pa.array(["false", "0", "no"])
+
+
+def _flag_bulk(values: pa.Array) -> tuple[pa.Array, np.ndarray] | None:
+    """``_flag`` over a column of one type."""
+    kind = values.type
+    if pa.types.is_null(kind):
+        return pa.nulls(len(values), pa.bool_()), np.ones(len(values), dtype=bool)
+    if kind == pa.bool_():
+        return values, np.ones(len(values), dtype=bool)
+    if pa.types.is_string(kind):
+        lower = pc.utf8_lower(values)
+        true = pc.is_in(lower, value_set=_TRUE)
+        return _converted(values, pc.or_(true, pc.is_in(lower, value_set=_FALSE)), true)
+    return None
+
+
+def _between(values: pa.Array, most: int) -> pa.Array:
+    return pc.and_(pc.greater_equal(values, 0), pc.less_equal(values, most))
 
 
 def _count(value: Any) -> Any:
@@ -294,7 +408,7 @@ def _flat_map(value: dict[Any, Any]) -> dict[str, str] | None:
     return out
 
 
-def _timestamps(values: list[Any], default_tz_is_utc: bool) -> tuple[pa.Array, np.ndarray]:
+def _timestamps(values: list[Any] | pa.Array, default_tz_is_utc: bool) -> tuple[pa.Array, np.ndarray]:
     text, fine = _strings(values)
     zoned = _mask(pc.match_substring_regex(text, _ZONED))
     naive = _mask(pc.match_substring_regex(text, _NAIVE)) if default_tz_is_utc else np.zeros(len(values), bool)
@@ -326,13 +440,13 @@ def _cast_or_null(text: pa.Array, kind: pa.DataType) -> pa.Array:
 
 
 # How the fast path checks each kind: raw values -> (normalized column, mask of the values it certifies).
-_CONVERTERS: dict[FieldKind, Callable[[list[Any], bool], tuple[pa.Array, np.ndarray]]] = {
+_CONVERTERS: dict[FieldKind, Callable[[list[Any] | pa.Array, bool], tuple[pa.Array, np.ndarray]]] = {
     FieldKind.STRING: _strings,
     FieldKind.WORKER_ID: _worker_ids,
     FieldKind.DATA_SOURCE: _data_sources,
-    FieldKind.COUNT: _each(_count, pa.int64()),
-    FieldKind.SECONDS: _each(_duration, pa.float64()),
-    FieldKind.FLAG: _each(_flag, pa.bool_()),
+    FieldKind.COUNT: _each(_count, pa.int64(), _count_bulk),
+    FieldKind.SECONDS: _each(_duration, pa.float64(), _duration_bulk),
+    FieldKind.FLAG: _each(_flag, pa.bool_(), _flag_bulk),
     FieldKind.TIMESTAMP: _timestamps,
     FieldKind.KEY_VALUES: _each(_key_values, pa.map_(pa.string(), pa.string())),
 }

@@ -11,9 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from schemas import fast_validate
 from schemas.config import WorkstreamConfig
 from schemas.fast_validate import Certifier
-from schemas.record import FIELD_ORDER, TaskCompleted
+from schemas.record import FIELD_ORDER, FieldKind, TaskCompleted
 from tests.conftest import CONFIG_DATA, TD, TD2, UC, WS
 from transforms.read import RawChunk
 from transforms.validate import validate_chunk
@@ -226,3 +227,31 @@ def test_fast_path_defers_hard_values(name: str, value) -> None:
               "task_started_at": "2020-12-22T09:13:24Z", "task_completed_at": "2020-12-22T10:13:24Z", name: value}
     _, ok = Certifier(CONFIG).certify({field: [record.get(field)] for field in FIELD_ORDER}, True, None)
     assert ok.tolist() == [False]
+
+
+_digits = st.text(alphabet="0123456789.", min_size=1, max_size=25)
+_columns = st.one_of(
+    st.lists(_numbers | _flags, max_size=80),  # mixed types: some parts in bulk, some value by value
+    st.lists(st.one_of(st.none(), st.integers(-3, 2**63 - 1)), max_size=80),
+    st.lists(st.one_of(st.none(), st.floats()), max_size=80),
+    st.lists(st.one_of(st.none(), st.booleans()), max_size=80),
+    st.lists(st.one_of(st.just(""), _digits, st.sampled_from(["yes", "NO", "True", "0", "1", " 1", "10.0",
+                                                      "0" * 18 + "1", "0" * 17 + "1", "9" * 400])), max_size=80),
+)
+
+
+@given(_columns)
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_counts_durations_and_flags_in_bulk_as_one_by_one(values: list) -> None:
+    """Converted in bulk, whole lists or Arrow text columns, values come out as converted one by one."""
+    for kind, convert in ((FieldKind.COUNT, fast_validate._count), (FieldKind.SECONDS, fast_validate._duration),
+                          (FieldKind.FLAG, fast_validate._flag)):
+        expected = [None if v is None or v == "" else convert(v) for v in values]
+        fine = [v is not fast_validate._DEFER for v in expected]
+        expected = [v if ok else None for v, ok in zip(expected, fine)]
+        inputs = [values]
+        if all(type(v) is str for v in values):
+            inputs.append(pa.array(values, pa.string()))  # a CSV column as the reader gives it
+        for given_values in inputs:
+            array, ok = fast_validate._CONVERTERS[kind](given_values, True)
+            assert (array.to_pylist(), ok.tolist()) == (expected, fine), (kind, type(given_values))

@@ -24,6 +24,11 @@ def _read(path: Path, index: int = 0, **kw) -> list[RawChunk]:
     return list(read_chunks(InputFile(index, str(path)), **kw))
 
 
+
+def _cells(chunk: RawChunk) -> list[list[str] | None]:
+    """Each record's cells, whether the csv module or Arrow read them."""
+    return [chunk.row_cells(i) for i in range(len(chunk))]
+
 def _one(path: Path, **kw) -> RawChunk:
     chunks = _read(path, **kw)
     assert len(chunks) == 1, chunks
@@ -37,7 +42,7 @@ def _write(path: Path, data: bytes) -> Path:
 
 
 def _flat(chunks: list[RawChunk]) -> list[tuple]:
-    return [(c.lines[i], c.raws[i], c.cells[i], c.problems[i]) for c in chunks for i in range(len(c))]
+    return [(c.lines[i], c.raws[i], c.row_cells(i), c.problems[i]) for c in chunks for i in range(len(c))]
 
 
 # --- JSON lines --------------------------------------------------------------------------------
@@ -120,7 +125,7 @@ def test_csv_header_is_row_one_and_first_data_row_is_two(tmp_path: Path) -> None
     assert chunk.header == ("worker_id", "task_id")  # trimmed names
     assert chunk.lines == [2, 3]
     assert chunk.raws == ["w1,t1", "w2,"]
-    assert chunk.cells == [["w1", "t1"], ["w2", ""]]
+    assert _cells(chunk) == [["w1", "t1"], ["w2", ""]]
     assert chunk.problems == [None, None]
 
 
@@ -129,7 +134,7 @@ def test_csv_quoted_newlines_make_one_record_numbered_as_a_spreadsheet_row(tmp_p
     chunk = _one(_write(tmp_path / "a.csv", text.encode()))
     assert chunk.lines == [2, 3, 4]
     assert chunk.raws == ['w1,"line one\nline two\n\nline four"', 'w2,"a ""quoted"" word"', "w3,t3"]
-    assert chunk.cells == [["w1", "line one\nline two\n\nline four"], ["w2", 'a "quoted" word'], ["w3", "t3"]]
+    assert _cells(chunk) == [["w1", "line one\nline two\n\nline four"], ["w2", 'a "quoted" word'], ["w3", "t3"]]
     assert chunk.blank_lines == 0  # the empty line inside the quotes is data, not a blank line
 
 
@@ -139,14 +144,14 @@ def test_csv_bom_crlf_and_quoted_crlf_keep_the_exact_raw_text(tmp_path: Path) ->
     assert chunk.header == ("worker_id", "task_id")  # no BOM glued to the first name
     assert chunk.lines == [2, 3]
     assert chunk.raws == ['w1,"multi\r\nline"', "w2,t2"]
-    assert chunk.cells == [["w1", "multi\r\nline"], ["w2", "t2"]]
+    assert _cells(chunk) == [["w1", "multi\r\nline"], ["w2", "t2"]]
 
 
 def test_csv_gzip(tmp_path: Path) -> None:
     path = tmp_path / "a.csv.gz"
     path.write_bytes(gzip.compress(b"\xef\xbb\xbfworker_id,task_id\nw1,t1\n"))
     chunk = _one(path)
-    assert (chunk.kind, chunk.header, chunk.lines, chunk.cells) == ("csv", ("worker_id", "task_id"), [2], [["w1", "t1"]])
+    assert (chunk.kind, chunk.header, chunk.lines, _cells(chunk)) == ("csv", ("worker_id", "task_id"), [2], [["w1", "t1"]])
 
 
 def test_csv_rows_with_the_wrong_number_of_cells_are_malformed(tmp_path: Path) -> None:
@@ -156,7 +161,7 @@ def test_csv_rows_with_the_wrong_number_of_cells_are_malformed(tmp_path: Path) -
     assert "1 cells" in chunk.problems[1][1] and "2" in chunk.problems[1][1]
     assert "3 cells" in chunk.problems[2][1]
     assert chunk.raws[1:3] == ["3", "4,5,6"]
-    assert chunk.cells == [["1", "2"], None, None, ["7", "8"]]
+    assert _cells(chunk) == [["1", "2"], None, None, ["7", "8"]]
 
 
 def test_csv_bad_quoting_is_malformed_and_the_following_rows_are_still_read(tmp_path: Path) -> None:
@@ -165,7 +170,7 @@ def test_csv_bad_quoting_is_malformed_and_the_following_rows_are_still_read(tmp_
     assert chunk.problems[0][0] == "malformed_csv"
     assert chunk.raws[0] == '1,"x"y'
     assert chunk.problems[1:] == [None, None]
-    assert chunk.cells[1:] == [["2", "ok"], ["3", "fine"]]
+    assert _cells(chunk)[1:] == [["2", "ok"], ["3", "fine"]]
 
 
 def test_csv_blank_line_is_counted_and_still_advances_the_row_number(tmp_path: Path) -> None:
@@ -180,7 +185,7 @@ def test_csv_row_over_max_record_bytes_is_record_too_large(tmp_path: Path) -> No
     assert chunk.problems[0] is None  # "12345,1234" is exactly 10 bytes
     assert chunk.problems[1][0] == "record_too_large"
     assert chunk.problems[2] is None
-    assert chunk.cells[2] == ["1", "2"]
+    assert chunk.row_cells(2) == ["1", "2"]
 
 
 def test_csv_quoted_multiline_cell_over_the_field_limit_is_one_reject_and_neighbours_survive(tmp_path: Path) -> None:
@@ -212,7 +217,7 @@ def test_csv_header_that_is_not_valid_csv_rejects_the_rows(tmp_path: Path) -> No
     assert chunk.header == ()
     assert chunk.lines[-2:] == [2, 3]
     assert all(p is not None and p[0] == "malformed_csv" for p in chunk.problems)
-    assert all(cells is None for cells in chunk.cells)
+    assert all(cells is None for cells in _cells(chunk))
 
 
 def test_read_problems_are_error_code_members(tmp_path: Path) -> None:
@@ -226,7 +231,7 @@ def test_csv_header_that_is_not_utf8_rejects_every_row_with_the_reason(tmp_path:
     assert chunk.header == ()
     assert chunk.lines == [2, 4] and chunk.blank_lines == 1
     assert chunk.raws == ["w1,t1", "w2,t2"]
-    assert chunk.cells == [None, None]
+    assert _cells(chunk) == [None, None]
     assert chunk.problems == [(ErrorCode.INVALID_ENCODING, "the header row is not valid UTF-8 (column 2); save the file as UTF-8")] * 2
 
 
@@ -304,7 +309,7 @@ def test_chunking_csv_carries_the_header_into_every_chunk(tmp_path: Path) -> Non
     assert [c.lines for c in chunks] == [[2, 3], [4, 5], [6]]
     assert all(c.header == ("a", "b") for c in chunks)
     assert all(c.path_workstream == "ws-a" for c in chunks)
-    assert [cells for c in chunks for cells in c.cells] == [["1", "2"], ["3", "x\ny"], ["5", "6"], ["7", "8"], ["9", "10"]]
+    assert [cells for c in chunks for cells in _cells(c)] == [["1", "2"], ["3", "x\ny"], ["5", "6"], ["7", "8"], ["9", "10"]]
 
 
 def test_chunk_of_only_blank_lines_still_reports_them(tmp_path: Path) -> None:
@@ -335,7 +340,7 @@ def test_detect_format_requested_wins_and_unknown_is_an_error() -> None:
 def test_read_chunks_honours_the_requested_format(tmp_path: Path) -> None:
     path = _write(tmp_path / "a.txt", b"a,b\n1,2\n")
     chunk = _one(path, file_format="csv")
-    assert (chunk.kind, chunk.lines, chunk.cells) == ("csv", [2], [["1", "2"]])
+    assert (chunk.kind, chunk.lines, _cells(chunk)) == ("csv", [2], [["1", "2"]])
 
 
 @pytest.mark.parametrize(("path", "expected"), [

@@ -67,8 +67,8 @@ def test_a_run_in_tiny_splits_writes_the_same_tables(tmp_path: Path, config_file
 
 def _csv_rows(source: InputFile) -> list[tuple]:
     """Everything a CSV chunk tells of its records: numbers, raw text, cells, problems, the header."""
-    return [(line, raw, cells, problem, chunk.header) for chunk in read_chunks(source, chunk_records=3)
-            for line, raw, cells, problem in zip(chunk.lines, chunk.raws, chunk.cells, chunk.problems)]
+    return [(line, raw, chunk.row_cells(i), problem, chunk.header) for chunk in read_chunks(source, chunk_records=3)
+            for i, (line, raw, problem) in enumerate(zip(chunk.lines, chunk.raws, chunk.problems))]
 
 
 def _csv_pieces(path: Path, data: bytes, target: int, block: int) -> tuple[InputFile, list[InputFile]]:

@@ -253,21 +253,32 @@ class ChunkValidator:
         certified[index[ok]] = True
         return batch, certified
 
-    def _csv_columns(self, chunk: RawChunk, rows: list[int]) -> tuple[dict[str, list[Any]], list[str | None]]:
-        """Raw values per field straight from the cells (transposed in C); the certifier reads an
-        empty cell as absent."""
+    def _csv_columns(self, chunk: RawChunk, rows: list[int]) -> tuple[dict[str, Any], list[str | None]]:
+        """Raw values per field straight from the cells (transposed in C), or the text columns of
+        a chunk read by Arrow; the certifier reads an empty cell as absent."""
         header = chunk.header or ()
+        values: dict[str, Any] = {name: [None] * len(rows) for name in self._names}
+        if chunk.columns is not None:
+            index = pa.array(rows if chunk.column_rows is None else chunk.column_rows[rows], pa.int64())
+            by_column: list[Any] = [column.take(index) for column in chunk.columns.columns]
+            values = {name: pa.nulls(len(rows), pa.string()) for name in self._names}
+            return self._by_name(header, by_column, values, arrow=True)
         by_column = list(zip(*(chunk.cells[i] or () for i in rows))) if rows else [() for _ in header]
-        values: dict[str, list[Any]] = {name: [None] * len(rows) for name in self._names}
+        return self._by_name(header, by_column, values, arrow=False)
+
+    def _by_name(self, header: tuple[str, ...], by_column: list[Any], values: dict[str, Any],
+                 arrow: bool) -> tuple[dict[str, Any], list[str | None]]:
+        """The columns of the model's fields by name, and the others as each row's extra fields."""
+        rows = len(next(iter(values.values()))) if values else 0
         extra_columns = []
         for name, cells in zip(header, by_column):
             if name in self._known:
-                values[name] = list(cells)
+                values[name] = cells if arrow else list(cells)
             else:
-                extra_columns.append((name, cells))
-        extras: list[str | None] = [None] * len(rows)
+                extra_columns.append((name, cells.to_pylist() if arrow else cells))
+        extras: list[str | None] = [None] * rows
         if extra_columns:
-            for position in range(len(rows)):
+            for position in range(rows):
                 found = {name: cells[position] for name, cells in extra_columns if cells[position] != ""}
                 extras[position] = rules.json_text(found) if found else None
         return values, extras
@@ -289,8 +300,9 @@ class ChunkValidator:
         problem = chunk.problems[position]
         if problem is not None:
             return None, FieldError(_error_code(problem[0]), None, problem[1])
-        if chunk.kind == "csv":
-            return None, _csv_encoding(chunk, position)
+        if chunk.kind == "csv":  # a row Arrow read is UTF-8: Arrow checked it
+            in_columns = chunk.columns is not None and chunk.cells[position] is None
+            return None, None if in_columns else _csv_encoding(chunk, position)
         raw = chunk.raws[position]
         assert isinstance(raw, bytes)
         return parse_json_record(raw)
@@ -325,7 +337,7 @@ def _csv_encoding(chunk: RawChunk, position: int) -> FieldError | None:
     raw = chunk.raws[position]
     if rules.encoding_problem(str(raw)) is None:
         return None
-    for name, cell in zip(chunk.header or (), chunk.cells[position] or ()):
+    for name, cell in zip(chunk.header or (), chunk.row_cells(position) or ()):
         if rules.encoding_problem(cell) is not None:
             return FieldError(ErrorCode.INVALID_ENCODING, None,
                               f"row is not valid UTF-8: the cell of column {_storable(name)!r} is {_storable(cell)!r}")
@@ -334,7 +346,7 @@ def _csv_encoding(chunk: RawChunk, position: int) -> FieldError | None:
 
 def _csv_record(chunk: RawChunk, position: int) -> dict[str, str]:
     """A CSV row as the mapping the model reads: header name -> cell, empty cells absent."""
-    cells = chunk.cells[position] or []
+    cells = chunk.row_cells(position) or []
     return {name: cell for name, cell in zip(chunk.header or (), cells) if cell != ""}
 
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from schemas.config import WorkstreamConfig
+from tests.conftest import CONFIG_DATA, TD, TD2, UC, WS
 from transforms.read import CsvSplits, InputFile, RawChunk, read_chunks
+from transforms.validate import validate_chunk
+
+CONFIG = WorkstreamConfig.model_validate(CONFIG_DATA)
 
 _PLAIN = st.sampled_from([
     b"", b"a", b"w1", b" padded ", b"10", b'"quoted"', b'"with ""quotes"""', b'"a,b"', b"caf\xc3\xa9", b"\xff",
@@ -69,3 +75,58 @@ def test_arrow_reads_every_split_as_the_csv_module_does(tmp_path: Path, data: by
     pieces = InputFile(0, str(path)).splits(splits.finish())
     for piece in pieces:
         assert _read(piece, True, 2) == _read(piece, False, 2)
+
+
+_FIELD_CELLS = {
+    "workstream_id": [WS, "", "ws-nope", " " + WS],
+    "worker_id": ["w1", "W@X.COM", "", "caf\xe9", " pad "],
+    "use_case_id": [UC, "", "uc-nope"],
+    "task_definition_id": [TD, TD2, ""],
+    "task_started_at": ["2020-12-22T09:13:24Z", "2020-12-22 09:13:24", "", "yesterday"],
+    "task_completed_at": ["2020-12-22T10:13:24+05:45", "2020-12-22T10:13:24Z", "0001-01-01T00:00:00Z"],
+    "task_count": ["1", "10.0", "", "-1", "x"],
+    "task_metadata": ['{"k": 1}', "", "[1]", '{"a": {"b": 2}}'],
+    "unique_id": ["u1", "u2", ""],
+}
+
+
+@st.composite
+def _task_file(draw: st.DrawFn) -> bytes:
+    names = list(_FIELD_CELLS) + ["extra"]
+    lines = [",".join(names).encode()]
+    for _ in range(draw(st.integers(0, 12))):
+        cells = [draw(st.sampled_from(_FIELD_CELLS[name])) for name in names[:-1]] + [draw(st.sampled_from(["", "e"]))]
+        line = ",".join('"' + c.replace('"', '""') + '"' if any(m in c for m in ',"') else c for c in cells).encode()
+        lines.append(draw(st.sampled_from([line, line + b",surplus", b"", line.replace(b"w1", b"\xff")])))
+    return b"\n".join(lines) + b"\n"
+
+
+def _shifted_rows() -> bytes:
+    """A blank line, a refused row and a line that is not UTF-8 among good rows: the columns'
+    rows are not the records' positions."""
+    names = [name for name in _FIELD_CELLS if name != "task_metadata"]
+    good = [[WS, f"w{i}", UC, TD, "2020-12-22T09:13:24Z", "2020-12-22T10:13:24Z", "1", f"u{i}"] for i in range(6)]
+    g = [",".join(row).encode() for row in good]
+    lines = [g[0], b"", g[1], g[2], b"short,row", g[3], g[4].replace(b"w4", b"w\xff"), g[5]]
+    return b"\n".join([",".join(names).encode(), *lines]) + b"\n"
+
+
+@given(_task_file(), st.sampled_from([1, 3, 20_000]))
+@example(_shifted_rows(), 20_000)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_validation_of_what_arrow_read_is_the_validation_of_what_the_csv_module_read(
+        tmp_path: Path, data: bytes, chunk_records: int) -> None:
+    path = tmp_path / "night.csv"
+    path.write_bytes(data)
+
+    def tables(arrow: bool) -> tuple[list, list, Counter]:
+        accepted_rows, rejected_rows, totals = [], [], Counter()
+        for chunk in read_chunks(InputFile(0, str(path)), chunk_records=chunk_records, arrow_csv=arrow):
+            accepted, rejects, counts = validate_chunk(chunk, CONFIG)
+            accepted_rows += accepted.to_pylist()
+            rejected_rows += rejects.to_pylist()
+            totals.update({key: value for key, value in counts.items() if key != "rejected_by_code"})
+            totals.update(counts["rejected_by_code"])
+        return accepted_rows, rejected_rows, totals
+
+    assert tables(True) == tables(False)

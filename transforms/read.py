@@ -259,11 +259,22 @@ class RawChunk:
 
     def row_cells(self, position: int) -> list[str] | None:
         """The cells of a CSV record, None when it could not be read as cells."""
-        cells = self.cells[position]
-        if cells is not None or self.columns is None or self.problems[position] is not None:
-            return cells
-        row = position if self.column_rows is None else int(self.column_rows[position])
-        return [column[row].as_py() for column in self.columns.columns]
+        return self.rows_cells([position])[0]
+
+    def rows_cells(self, positions: list[int]) -> list[list[str] | None]:
+        """The cells of CSV records, each None when it could not be read as cells; the rows of
+        ``columns`` are taken at once (one by one cost 50 us a row)."""
+        found = [self.cells[i] for i in positions]
+        if self.columns is None:
+            return found
+        wanted = [at for at, i in enumerate(positions) if found[at] is None and self.problems[i] is None]
+        if wanted:
+            rows = [positions[at] for at in wanted]
+            index = pa.array(rows if self.column_rows is None else self.column_rows[rows], pa.int64())
+            taken = self.columns.take(index)
+            for at, cells in zip(wanted, zip(*(column.to_pylist() for column in taken.columns))):
+                found[at] = list(cells)
+        return found
 
     def empty_like(self) -> RawChunk:
         return RawChunk(self.source_file, self.file_index, self.kind, self.path_workstream, self.header)

@@ -139,7 +139,10 @@ class ChunkValidator:
         accepted: dict[str, list[Any]] = {name: [] for name in self._schema.names}
         positions: list[int] = []
         rejects: list[tuple[int, list[FieldError]]] = []
-        for position in np.flatnonzero(~certified).tolist():
+        left = np.flatnonzero(~certified).tolist()
+        if chunk.kind == "csv":  # the rows the model reads, as mappings
+            _csv_records(chunk, parsed, left)
+        for position in left:
             try:
                 errors = self._check(chunk, position, parsed[position], context, accepted)
             except Exception as exc:  # noqa: BLE001 - one record never stops the run
@@ -170,8 +173,6 @@ class ChunkValidator:
         data, problem = parsed
         if problem is not None:
             return [problem]
-        if chunk.kind == "csv":
-            data = _csv_record(chunk, position)
         verdict = validate_record(data, context, self._model)
         if verdict.record is None:
             return verdict.errors
@@ -312,9 +313,7 @@ class ChunkValidator:
         columns: dict[str, list[Any]] = {name: [] for name in REJECTS_SCHEMA.names}
         for position, errors in rejects:
             line = chunk.lines[position]
-            data, problem = parsed[position]
-            if chunk.kind == "csv" and problem is None:  # a row the model read: its own workstream counts
-                data = _csv_record(chunk, position)
+            data, _ = parsed[position]  # a CSV row the model read is a mapping: its own workstream counts
             columns["source_file"].append(_storable(chunk.source_file))
             columns["source_line"].append(line)
             columns["workstream_id"].append(_known_workstream(data, context))
@@ -344,10 +343,13 @@ def _csv_encoding(chunk: RawChunk, position: int) -> FieldError | None:
     return FieldError(ErrorCode.INVALID_ENCODING, None, "row is not valid UTF-8")
 
 
-def _csv_record(chunk: RawChunk, position: int) -> dict[str, str]:
-    """A CSV row as the mapping the model reads: header name -> cell, empty cells absent."""
-    cells = chunk.row_cells(position) or []
-    return {name: cell for name, cell in zip(chunk.header or (), cells) if cell != ""}
+def _csv_records(chunk: RawChunk, parsed: list[tuple[Any, FieldError | None]], positions: list[int]) -> None:
+    """CSV rows without a problem as the mappings the model reads, put in ``parsed``: header
+    name -> cell, empty cells absent."""
+    readable = [i for i in positions if parsed[i][1] is None]
+    header = chunk.header or ()
+    for i, cells in zip(readable, chunk.rows_cells(readable)):
+        parsed[i] = ({name: cell for name, cell in zip(header, cells or ()) if cell != ""}, None)
 
 
 def _empty_batch(schema: pa.Schema) -> pa.RecordBatch:

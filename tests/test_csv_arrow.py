@@ -130,3 +130,20 @@ def test_validation_of_what_arrow_read_is_the_validation_of_what_the_csv_module_
         return accepted_rows, rejected_rows, totals
 
     assert tables(True) == tables(False)
+
+
+def test_arrow_reads_the_blocks_of_a_night_with_bad_rows_in_it(tmp_path: Path) -> None:
+    """Bad rows of every kind that the csv module reads row by row stay in Arrow's block: a blank
+    line, rows of another cell count, consecutive lines that are not UTF-8, CRLF, a row too large."""
+    lines = [b"a,b,c", b"1,2,3", b"", b"4,5", b"\xff,\xfe,x", b"\xfd,y,z", b"6,7,8\r", b'"q ""x""",9,' + b"z" * 80,
+             b"10,11,12,13", b"14,15,16"]
+    path = tmp_path / "night.csv"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    [chunk] = read_chunks(InputFile(0, str(path)), max_record_bytes=60)
+    assert chunk.columns is not None  # read by Arrow, not row by row
+    assert (chunk.lines, chunk.blank_lines) == ([2, 4, 5, 6, 7, 8, 9, 10], 1)
+    assert [p and p[0].value for p in chunk.problems] == [None, "malformed_csv", None, None, None,
+                                                           "record_too_large", "malformed_csv", None]
+    assert [chunk.row_cells(i) for i in (0, 2, 3, 4, 7)] == [
+        ["1", "2", "3"], ["\udcff", "\udcfe", "x"], ["\udcfd", "y", "z"], ["6", "7", "8"], ["14", "15", "16"]]
+    assert _read(InputFile(0, str(path)), True, 20_000) == _read(InputFile(0, str(path)), False, 20_000)

@@ -683,14 +683,14 @@ def _plain_header(line: bytes) -> list[str] | None:
 def _arrow_rows(block: bytes, ends: np.ndarray, chunk: RawChunk, first_row: int,
                 max_record_bytes: int) -> RawChunk | None:
     """The rows of ``block`` (whole lines, the first numbered ``first_row``, its newlines at
-    ``ends``) in ``chunk`` as the
-    csv module would read them, or None when Arrow cannot be shown to read them the same way.
+    ``ends``) in ``chunk`` as the csv module would read them, or None when Arrow cannot be shown
+    to read them the same way.
 
     That needs the block to be regular CSV (``CsvSplits.is_regular``: where the csv module is
     strict, Arrow is lenient), and every row to be one line (rows read + rows refused = lines).
     Arrow refuses a row of another cell count: the csv module's row is then malformed. A line
-    that is not UTF-8 is read by the csv module, so that validation names its cell. 1M rows: the
-    csv module took 6.5 s of one worker's 30 s, Arrow about 1 s.
+    that is not UTF-8 is read by the csv module, so that validation names its cell. Reading 1M
+    rows into the fast path's columns took one worker 6.5 s with the csv module, 2.6 s with Arrow.
     """
     width = len(chunk.header or ())
     if block.startswith(_BOM) or len(block) >= 2**31 - 1 or not CsvSplits.is_regular(block):
@@ -785,7 +785,7 @@ def _decoded_lines(block: bytes, ends: np.ndarray) -> tuple[list[str], list[int]
             break
         except UnicodeDecodeError as exc:
             at = start + exc.start
-            begin = block.rfind(_LF, start, at) + 1
+            begin = block.rfind(_LF, start, at) + 1 or start
             end = block.find(_LF, at) + 1 or len(block)
             parts.append(str(view[start:begin], "utf-8"))
             parts.append(str(view[begin:end], "utf-8", errors="surrogateescape"))

@@ -5,6 +5,8 @@ checking rules happen in ``ValidateRecords``, so one bad line never costs its ne
 A file is read sequentially (line numbers need it), or a plain file in splits cut where a record
 ends and whose first record number is known (``LineSplits``, ``CsvSplits``), and cut into chunks
 of ``chunk_records`` records. The files and splits are spread over the workers before they are read.
+CSV is parsed by Arrow block by block where that gives the csv module's rows (``_arrow_rows``),
+else row by row by the csv module.
 """
 
 from __future__ import annotations

@@ -17,7 +17,16 @@ from hypothesis import strategies as st
 
 from schemas.errors import ErrorCode
 from tests.conftest import record, write_jsonl
-from transforms.read import InputFile, RawChunk, ReadTaskFiles, detect_format, path_workstream, read_chunks
+from transforms.read import (
+    InputFile,
+    RawChunk,
+    ReadTaskFiles,
+    _csv_header,
+    _iter_lines,
+    detect_format,
+    path_workstream,
+    read_chunks,
+)
 
 
 def _read(path: Path, index: int = 0, **kw) -> list[RawChunk]:
@@ -388,3 +397,28 @@ def test_read_task_files_transform(tmp_path: Path) -> None:
             ("blank_lines", 1),
             ("chunk_size", 2), ("chunk_size", 1), ("chunk_size", 2),
         ]))
+
+
+class _Counted(io.BytesIO):
+    """A stream that counts the bytes read from it."""
+
+    taken = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        self.taken += len(data)
+        return data
+
+
+def test_a_splits_header_is_read_from_the_first_line_alone() -> None:
+    """A split that starts after a 5 MB row reads the file's header line, not the row after it."""
+    stream = _Counted(b"a, b ,c\n" + b"x" * 5_000_000 + b",y,z\n1,2,3\n")
+    assert _csv_header(stream) == (["a", "b", "c"], None)
+    assert stream.taken <= 64 << 10
+
+
+def test_lines_spanning_many_blocks_are_whole() -> None:
+    data = b"\xef\xbb\xbfabc\ndefgh\n\n" + b"long" * 1000 + b"\nend"
+    lines = list(_iter_lines(io.BytesIO(data), block_bytes=3, pending=b""))
+    assert lines == [b"abc\n", b"defgh\n", b"\n", b"long" * 1000 + b"\n", b"end"]
+    assert list(_iter_lines(io.BytesIO(b"cd\nef"), at_start=False, block_bytes=1, pending=b"ab")) == [b"abcd\n", b"ef"]

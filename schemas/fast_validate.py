@@ -114,7 +114,7 @@ class Certifier:
         """A field only the model can check: its default where absent; a present value defers the record."""
         kind = self._types[spec.name]
         if isinstance(values, pa.Array):
-            fine = _mask(pc.or_kleene(pc.is_null(values), pc.equal(values, "")))
+            fine = _mask(_absent(values))
         else:
             fine = np.array([value is None or value == "" for value in values], dtype=bool)
         try:
@@ -221,38 +221,20 @@ _DEFER = object()  # a value the fast path does not decide
 
 
 def _each(convert: Callable[[Any], Any], kind: pa.DataType,
-          bulk: Callable[[pa.Array], tuple[pa.Array, np.ndarray] | None] | None = None
+          text: Callable[[pa.Array], tuple[pa.Array, np.ndarray]] | None = None
           ) -> Callable[[list[Any] | pa.Array, bool], tuple[pa.Array, np.ndarray]]:
     """Convert every present value; a value ``convert`` defers becomes null and is not certified.
 
-    Values all of one type (a CSV column's text, an Arrow column) go through ``bulk``, the same
-    conversion in pyarrow.compute, when ``bulk`` knows that type: 100k CSV records' counts,
-    durations and flags 122 -> 63 ms. Values of mixed types (JSON) go value by value, which
-    measured cheaper than sorting them by type.
+    An Arrow text column (CSV read by Arrow) goes through ``text``, the same conversion in
+    pyarrow.compute, when the kind has one: 100k CSV records' counts, durations and flags
+    122 -> 63 ms. Lists (JSON's values, of mixed types) go value by value.
     """
 
     def converter(values: list[Any] | pa.Array, _utc: bool) -> tuple[pa.Array, np.ndarray]:
         if isinstance(values, pa.Array):
-            done = bulk(values) if bulk is not None else None
-            if done is not None:
-                return done
+            if text is not None:
+                return text(values)
             values = values.to_pylist()
-        if bulk is None:
-            return one_by_one(values)
-        kinds = set(map(type, values))
-        if len(kinds) <= 1:
-            return by_type(values, kinds.pop() if kinds else type(None))
-        return one_by_one(values)  # mixed types (JSON): value by value is cheaper than sorting them out
-
-    def by_type(values: list[Any], kind: type) -> tuple[pa.Array, np.ndarray]:
-        """Values of one Python type: in bulk when ``bulk`` takes them, else one by one."""
-        try:
-            done = bulk(pa.array(values, _ARROW_TYPES[kind])) if bulk is not None and kind in _ARROW_TYPES else None
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, UnicodeEncodeError):
-            done = None
-        return done if done is not None else one_by_one(values)
-
-    def one_by_one(values: list[Any]) -> tuple[pa.Array, np.ndarray]:
         out: list[Any] = []
         fine = np.ones(len(values), dtype=bool)
         for i, value in enumerate(values):
@@ -266,17 +248,15 @@ def _each(convert: Callable[[Any], Any], kind: pa.DataType,
     return converter
 
 
-_ARROW_TYPES = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_(), type(None): pa.null()}
+def _absent(text: pa.Array) -> pa.Array:
+    """Where a text column holds no value: null or empty."""
+    return pc.or_kleene(pc.is_null(text), pc.equal(text, ""))
 
 
-def _converted(values: pa.Array, good: pa.Array, result: pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """``result`` where ``good``, else null; certified where ``good`` or the value is absent
-    (null or empty text)."""
-    absent = pc.is_null(values)
-    if pa.types.is_string(values.type):
-        absent = pc.or_kleene(absent, pc.equal(values, ""))
+def _converted(text: pa.Array, good: pa.Array, result: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """``result`` where ``good``, else null; certified where ``good`` or the text is absent."""
     good = pc.fill_null(good, False)
-    return pc.if_else(good, result, pa.scalar(None, result.type)), _mask(pc.or_(absent, good))
+    return pc.if_else(good, result, pa.scalar(None, result.type)), _mask(pc.or_(_absent(text), good))
 
 
 def _digits_only(text: pa.Array, pattern: str, kind: pa.DataType) -> tuple[pa.Array, pa.Array]:
@@ -285,57 +265,26 @@ def _digits_only(text: pa.Array, pattern: str, kind: pa.DataType) -> tuple[pa.Ar
     return pc.cast(pc.if_else(matched, text, pa.scalar(None, pa.string())), kind), matched
 
 
-def _count_bulk(values: pa.Array) -> tuple[pa.Array, np.ndarray] | None:
-    """``_count`` over a column of one type."""
-    kind = values.type
-    if pa.types.is_null(kind):
-        return pa.nulls(len(values), pa.int64()), np.ones(len(values), dtype=bool)
-    if kind == pa.int64():
-        return _converted(values, _between(values, rules.MAX_COUNT), values)
-    if kind == pa.float64():
-        whole = pc.and_(pc.is_finite(values), pc.equal(pc.floor(values), values))
-        good = pc.and_(whole, _between(values, rules.MAX_COUNT))
-        return _converted(values, good, pc.cast(pc.if_else(good, values, pa.scalar(None, kind)), pa.int64()))
-    if pa.types.is_string(kind):
-        number, matched = _digits_only(values, "^[0-9]{1,18}$", pa.int64())
-        return _converted(values, pc.and_(matched, pc.less_equal(number, rules.MAX_COUNT)), number)
-    return None
+def _count_text(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """``_count`` over a text column."""
+    number, matched = _digits_only(text, "^[0-9]{1,18}$", pa.int64())
+    return _converted(text, pc.and_(matched, pc.less_equal(number, rules.MAX_COUNT)), number)
 
 
-def _duration_bulk(values: pa.Array) -> tuple[pa.Array, np.ndarray] | None:
-    """``_duration`` over a column of one type."""
-    kind = values.type
-    if pa.types.is_null(kind):
-        return pa.nulls(len(values), pa.float64()), np.ones(len(values), dtype=bool)
-    if kind == pa.int64():
-        return _converted(values, pc.greater_equal(values, 0), pc.cast(values, pa.float64(), safe=False))
-    if kind == pa.float64():
-        return _converted(values, pc.and_(pc.greater_equal(values, 0), pc.is_finite(values)), values)
-    if pa.types.is_string(kind):
-        number, matched = _digits_only(values, r"^[0-9]+(\.[0-9]+)?$", pa.float64())
-        return _converted(values, pc.and_(matched, pc.is_finite(number)), number)
-    return None
+def _duration_text(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """``_duration`` over a text column."""
+    number, matched = _digits_only(text, r"^[0-9]+(\.[0-9]+)?$", pa.float64())
+    return _converted(text, pc.and_(matched, pc.is_finite(number)), number)
 
 
 _TRUE, _FALSE = pa.array(["true", "1", "yes"]), pa.array(["false", "0", "no"])
 
 
-def _flag_bulk(values: pa.Array) -> tuple[pa.Array, np.ndarray] | None:
-    """``_flag`` over a column of one type."""
-    kind = values.type
-    if pa.types.is_null(kind):
-        return pa.nulls(len(values), pa.bool_()), np.ones(len(values), dtype=bool)
-    if kind == pa.bool_():
-        return values, np.ones(len(values), dtype=bool)
-    if pa.types.is_string(kind):
-        lower = pc.utf8_lower(values)
-        true = pc.is_in(lower, value_set=_TRUE)
-        return _converted(values, pc.or_(true, pc.is_in(lower, value_set=_FALSE)), true)
-    return None
-
-
-def _between(values: pa.Array, most: int) -> pa.Array:
-    return pc.and_(pc.greater_equal(values, 0), pc.less_equal(values, most))
+def _flag_text(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """``_flag`` over a text column."""
+    lower = pc.utf8_lower(text)
+    true = pc.is_in(lower, value_set=_TRUE)
+    return _converted(text, pc.or_(true, pc.is_in(lower, value_set=_FALSE)), true)
 
 
 def _count(value: Any) -> Any:
@@ -444,9 +393,9 @@ _CONVERTERS: dict[FieldKind, Callable[[list[Any] | pa.Array, bool], tuple[pa.Arr
     FieldKind.STRING: _strings,
     FieldKind.WORKER_ID: _worker_ids,
     FieldKind.DATA_SOURCE: _data_sources,
-    FieldKind.COUNT: _each(_count, pa.int64(), _count_bulk),
-    FieldKind.SECONDS: _each(_duration, pa.float64(), _duration_bulk),
-    FieldKind.FLAG: _each(_flag, pa.bool_(), _flag_bulk),
+    FieldKind.COUNT: _each(_count, pa.int64(), _count_text),
+    FieldKind.SECONDS: _each(_duration, pa.float64(), _duration_text),
+    FieldKind.FLAG: _each(_flag, pa.bool_(), _flag_text),
     FieldKind.TIMESTAMP: _timestamps,
     FieldKind.KEY_VALUES: _each(_key_values, pa.map_(pa.string(), pa.string())),
 }

@@ -23,6 +23,7 @@ from transforms.read import (
     ReadTaskFiles,
     _csv_header,
     _iter_lines,
+    _lines,
     detect_format,
     path_workstream,
     read_chunks,
@@ -419,6 +420,6 @@ def test_a_splits_header_is_read_from_the_first_line_alone() -> None:
 
 def test_lines_spanning_many_blocks_are_whole() -> None:
     data = b"\xef\xbb\xbfabc\ndefgh\n\n" + b"long" * 1000 + b"\nend"
-    lines = list(_iter_lines(io.BytesIO(data), block_bytes=3, pending=b""))
+    lines = list(_iter_lines(io.BytesIO(data), block_bytes=3))
     assert lines == [b"abc\n", b"defgh\n", b"\n", b"long" * 1000 + b"\n", b"end"]
-    assert list(_iter_lines(io.BytesIO(b"cd\nef"), at_start=False, block_bytes=1, pending=b"ab")) == [b"abcd\n", b"ef"]
+    assert list(_lines([b"ab", b"c", b"d\ne", b"f"])) == [b"abcd\n", b"ef"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import codecs
 import csv
+import itertools
 import pickle
 import re
 from collections.abc import Generator, Iterable, Iterator
@@ -33,6 +34,7 @@ from schemas.rules import encoding_problem
 
 __all__ = [
     "CsvSplits",
+    "cell_count_problem",
     "even_cuts",
     "InputFile",
     "LineSplits",
@@ -405,31 +407,40 @@ _Record = tuple[int, "bytes | str | None", "list[str] | None", "tuple[ErrorCode,
 
 
 def _iter_lines(handle, size: int | None = None, at_start: bool = True,  # noqa: ANN001
-                block_bytes: int = _BLOCK, pending: bytes = b"") -> Iterator[bytes]:
+                block_bytes: int = _BLOCK) -> Iterator[bytes]:
     """Lines of a binary stream (any FileSystems file object) with their line endings, read in
-    large blocks; ``size`` bytes at most; a byte-order mark is dropped only at the file's start.
-    ``pending``: bytes already read from the stream, which come first.
+    large blocks; ``size`` bytes at most; a byte-order mark is dropped only at the file's start."""
+    return _lines(_blocks(handle, size, at_start, block_bytes))
+
+
+def _blocks(handle, size: int | None = None, at_start: bool = True,  # noqa: ANN001
+            block_bytes: int = _BLOCK) -> Iterator[bytes]:
+    """The bytes of a stream in blocks, ``size`` bytes at most, a byte-order mark dropped at the file's start."""
+    left = size
+    while left is None or left > 0:
+        block = handle.read(block_bytes if left is None else min(block_bytes, left))
+        if not block:
+            return
+        if left is not None:
+            left -= len(block)
+        if at_start:
+            block = block[len(_BOM):] if block.startswith(_BOM) else block
+            at_start = False
+        yield block
+
+
+def _lines(blocks: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines of consecutive blocks, with their line endings.
 
     The blocks of a line not yet ended are kept apart and joined once it ends: adding each block
     to it copied the line again for every block, and a 300 MB line read in 64 KB blocks for a
     split's header did not end in ten minutes.
     """
-    first = at_start
-    left = size
-    unended = [pending] if pending else []  # the blocks of the line not yet ended
-    while left is None or left > 0:
-        block = handle.read(block_bytes if left is None else min(block_bytes, left))
-        if not block:
-            break
-        if left is not None:
-            left -= len(block)
-        if first:
-            block = block[len(_BOM):] if block.startswith(_BOM) else block
-            first = False
-        if _LF not in block:
-            unended.append(block)
-            continue
+    unended: list[bytes] = []  # the blocks of the line not yet ended
+    for block in blocks:
         unended.append(block)
+        if _LF not in block:
+            continue
         pieces = b"".join(unended).split(_LF)
         unended = [pieces.pop()]
         for piece in pieces:
@@ -470,11 +481,13 @@ class _LineTap:
         decoder: codecs.IncrementalDecoder | None = None
         pending = ""
         batch: list[bytes] = []
+        first = True
         for line in lines:
             if decoder is None:
                 decoder = self._decoder_for(line)
             batch.append(line)
-            if len(batch) == 4096:
+            if len(batch) == 4096 or first:  # the first line alone: a header is read without the lines after it
+                first = False
                 pending = yield from self._emit(pending + decoder.decode(b"".join(batch)))
                 batch = []
         if decoder is not None:
@@ -517,23 +530,23 @@ def _unusable(tap: _LineTap, header: list[str]) -> tuple[ErrorCode, str] | None:
     return None
 
 
+def _too_large_row(max_record_bytes: int) -> tuple[ErrorCode, str]:
+    return ErrorCode.RECORD_TOO_LARGE, f"row is over the {max_record_bytes}-byte limit"
+
+
+def cell_count_problem(cells: int, header: int) -> tuple[ErrorCode, str]:
+    """The problem of a CSV row of another number of cells than its header's."""
+    return ErrorCode.MALFORMED_CSV, f"row has {cells} cells but the header has {header}"
+
+
 _Header = tuple[list[str], "tuple[ErrorCode, str] | None"]  # the header's names, and why it cannot be used
 
 
 def _csv_header(handle) -> _Header:  # noqa: ANN001
     """The header of a CSV file read from its start, for a split that starts later: the split
     then reads its rows as reading the whole file would. Only regular files are split
-    (``CsvSplits``), so the header row is valid CSV.
-
-    A plain header line (``_plain_header``) is all that is read; else the csv module reads the
-    file's start, which it takes in batches of lines.
-    """
-    lines = _iter_lines(handle, block_bytes=_HEADER_BLOCK)  # not a whole block per split from a remote store
-    names = _plain_header(next(lines, b""))
-    if names is not None:
-        return names, None
-    handle.seek(0)
-    tap = _LineTap(_iter_lines(handle, block_bytes=_HEADER_BLOCK))
+    (``CsvSplits``), so the header row is valid CSV."""
+    tap = _LineTap(_iter_lines(handle, block_bytes=_HEADER_BLOCK))  # not a whole block per split from a remote store
     csv.field_size_limit(_CSV_FIELD_LIMIT)
     names = [name.strip() for name in next(csv.reader(tap.lines, strict=True), [])]
     unusable = _unusable(tap, names)
@@ -592,11 +605,11 @@ def _csv_records(lines: Iterable[bytes], max_record_bytes: int, chunk: RawChunk,
         if not cells:
             yield row_number, None, None, None
         elif len(raw) * 4 > max_record_bytes and len(raw.encode("utf-8", errors="surrogateescape")) > max_record_bytes:
-            yield row_number, raw, None, (ErrorCode.RECORD_TOO_LARGE, f"row is over the {max_record_bytes}-byte limit")
+            yield row_number, raw, None, _too_large_row(max_record_bytes)
         elif unusable is not None:
             yield row_number, raw, None, unusable
         elif len(cells) != len(header):
-            yield row_number, raw, None, (ErrorCode.MALFORMED_CSV, f"row has {len(cells)} cells but the header has {len(header)}")
+            yield row_number, raw, None, cell_count_problem(len(cells), len(header))
         else:
             yield row_number, raw, cells, None
 
@@ -609,21 +622,9 @@ class _LineBlocks:
     a byte-order mark is dropped at the file's start."""
 
     def __init__(self, handle, size: int | None, at_start: bool) -> None:  # noqa: ANN001
-        self._handle = handle
-        self._left = size
-        self._first = at_start
+        self._source = _blocks(handle, size, at_start)
         self._pending = b""
         self._ends = np.zeros(0, np.int64)  # where the newlines of ``_pending`` are
-
-    def _read(self) -> bytes:
-        want = _BLOCK if self._left is None else min(_BLOCK, self._left)
-        block = self._handle.read(want) if want > 0 else b""
-        if self._left is not None:
-            self._left -= len(block)
-        if self._first and block:
-            block = block[len(_BOM):] if block.startswith(_BOM) else block
-            self._first = False
-        return block
 
     def take(self, count: int) -> tuple[bytes, np.ndarray]:
         """The next ``count`` lines (fewer at the end; b"" when there are none), and where their
@@ -631,7 +632,7 @@ class _LineBlocks:
         parts, ends, have = [], [], 0
         while True:
             if not self._pending:
-                self._pending = self._read()
+                self._pending = next(self._source, b"")
                 if not self._pending:
                     break
                 self._ends = np.flatnonzero(np.frombuffer(self._pending, np.uint8) == _LF[0])
@@ -650,7 +651,7 @@ class _LineBlocks:
     def lines(self, before: bytes = b"") -> Iterator[bytes]:
         """The lines of ``before`` and of the rest of the stream, for the row-by-row reader."""
         pending, self._pending = before + self._pending, b""
-        return _iter_lines(self._handle, self._left, self._first, pending=pending)
+        return _lines(itertools.chain([pending], self._source))
 
 
 def _csv_chunks(blocks: _LineBlocks, chunk: RawChunk, known: _Header | None, first_row: int,
@@ -738,12 +739,12 @@ def _arrow_rows(block: bytes, ends: np.ndarray, chunk: RawChunk, first_row: int,
     chunk.problems = [None] * len(records)
     special = {*refused, *not_utf8}
     for i in np.flatnonzero(lengths > max_record_bytes).tolist():  # bytes as read: as encoded again
-        chunk.problems[position[i]] = (ErrorCode.RECORD_TOO_LARGE, f"row is over the {max_record_bytes}-byte limit")
+        chunk.problems[position[i]] = _too_large_row(max_record_bytes)
         special.discard(i)
     for i in sorted(special):
         cells = next(csv.reader([raws[i]], strict=True), [])
         if len(cells) != width:
-            chunk.problems[position[i]] = (ErrorCode.MALFORMED_CSV, f"row has {len(cells)} cells but the header has {width}")
+            chunk.problems[position[i]] = cell_count_problem(len(cells), width)
         else:
             chunk.cells[position[i]] = cells
     chunk.columns = pa.RecordBatch.from_arrays([column.combine_chunks() for column in table.columns],

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import pyarrow as pa
 
 from schemas.errors import ErrorCode
-from transforms.read import InputFile, RawChunk, detect_format, path_workstream, read_chunks
+from transforms.read import InputFile, RawChunk, cell_count_problem, detect_format, path_workstream, read_chunks
 
 __all__ = ["csv_header", "rejected_chunks"]
 
@@ -67,7 +67,7 @@ def rejected_chunks(rejects: pa.Table, headers: Mapping[str, tuple[str, ...] | N
                 fits = header is not None and len(cells) == len(header)
                 chunk.cells.append(cells if fits else None)
                 if problem is None and not fits:
-                    problem = (ErrorCode.MALFORMED_CSV, f"row has {len(cells)} cells but the header has {len(header or ())}")
+                    problem = cell_count_problem(len(cells), len(header or ()))
             chunk.problems.append(problem)
         chunks.append(chunk)
     return chunks, left

@@ -277,14 +277,12 @@ def _duration_text(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
     return _converted(text, pc.and_(matched, pc.is_finite(number)), number)
 
 
-_TRUE, _FALSE = pa.array(["true", "1", "yes"]), pa.array(["false", "0", "no"])
-
-
 def _flag_text(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
     """``_flag`` over a text column."""
     lower = pc.utf8_lower(text)
-    true = pc.is_in(lower, value_set=_TRUE)
-    return _converted(text, pc.or_(true, pc.is_in(lower, value_set=_FALSE)), true)
+    true = pc.is_in(lower, value_set=pa.array([word for word, flag in _BOOL_TEXT.items() if flag]))
+    false = pc.is_in(lower, value_set=pa.array([word for word, flag in _BOOL_TEXT.items() if not flag]))
+    return _converted(text, pc.or_(true, false), true)
 
 
 def _count(value: Any) -> Any:

@@ -19,7 +19,15 @@ from schemas.config import WorkstreamConfig
 from tests.conftest import TD2, record
 from transforms.changes import DropRecords
 from transforms.counts import SumCounts
-from transforms.dedupe import DedupeByKey, _keys_by_bucket, _unshuffled, dedupe_key, resolve_duplicates
+from transforms.dedupe import (
+    DedupeByKey,
+    _keys_by_bucket,
+    _KeysByBucketFn,
+    _unshuffled,
+    bucket_of,
+    dedupe_key,
+    resolve_duplicates,
+)
 from transforms.durations import derive_durations
 from transforms.read import RawChunk
 from transforms.validate import sequence_number, validate_chunk
@@ -254,3 +262,36 @@ def test_the_shuffled_keys_come_back_as_the_dedupe_keys(parts: list[tuple[str, s
     assert back.column("key").to_pylist() == dedupe_key(keyed).to_pylist()
     assert back.column("workstream_id").to_pylist() == keyed.column("workstream_id").to_pylist()
     assert back.column("source_file").to_pylist() == keyed.column("source_file").to_pylist()
+
+
+def test_keys_gathered_over_batches_cross_once_per_bucket_each_in_its_bucket() -> None:
+    """Keys of several batches (each with its own files and workstreams) are gathered and sent
+    once per bucket per gathering: every key arrives exactly once, in the bucket of its key."""
+    def batch(first: int, n: int, workstream: str) -> pa.RecordBatch:
+        return pa.RecordBatch.from_pydict({
+            "workstream_id": [workstream] * n, "use_case_id": ["uc"] * n, "task_definition_id": ["td"] * n,
+            "unique_id": [None if i % 4 == 0 else f"id{i % 7}" for i in range(first, first + n)],
+            "replace_duplicate": [True] * n, "_seq": list(range(first, first + n)),
+            "task_completed_at": pa.array([0] * n, pa.timestamp("us", tz="UTC")),
+            "source_file": [f"file-{first}"] * n,
+        })
+    batches = [batch(0, 5, "a"), batch(5, 6, "b"), batch(11, 4, "a"), batch(15, 3, "c")]
+
+    def check(sent: list[tuple[int, pa.Table]]) -> None:
+        keys = _unshuffled(pa.concat_tables([table for _, table in sent]))
+        for bucket, table in sent:
+            assert set(bucket_of(_unshuffled(table).column("key").to_pylist(), 4)) == {bucket}
+        everything = pa.Table.from_batches(batches)
+        expected = everything.filter(pc.is_valid(everything.column("unique_id")))
+        assert sorted(zip(keys.column("_seq").to_pylist(), keys.column("key").to_pylist(),
+                          keys.column("source_file").to_pylist())) == \
+            list(zip(expected.column("_seq").to_pylist(), dedupe_key(expected).to_pylist(),
+                     expected.column("source_file").to_pylist()))
+        buckets = [bucket for bucket, _ in sent]
+        assert len(buckets) < sum(len(set(bucket_of(dedupe_key(b.filter(pc.is_valid(b.column("unique_id"))))
+                                                    .to_pylist(), 4))) for b in batches)
+
+    with BeamTestPipeline() as pipeline:
+        sent = (pipeline | beam.Create(batches, reshuffle=False)
+                | beam.ParDo(_KeysByBucketFn(4, "per-record", rows=9)).with_output_types(tuple[int, pa.Table]))
+        assert_that(sent | beam.combiners.ToList(), lambda lists: check(lists[0]))

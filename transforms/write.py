@@ -19,9 +19,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.timestamp import MIN_TIMESTAMP
-from apache_beam.utils.windowed_value import WindowedValue
 
 from schemas.tables import REJECTS, TASK_COMPLETED, THROUGHPUT_DAILY, TableSpec
 from transforms.changes import Partition, PartitionChange, PartitionChanges, RemoveFiles, SpilledRows
@@ -29,6 +26,7 @@ from transforms.coders import register_arrow_coders
 from transforms.counts import CommitFiles, StageReport, TableCounts
 from transforms.dedupe import dedupe_key
 from transforms.files import list_files, read_parquet, write_parquet
+from transforms.gather import GatherRows
 from transforms.layout import OutputLayout
 
 __all__ = ["WriteRejects", "WriteTables", "daily_throughput", "merge_daily", "prune_rejects"]
@@ -123,7 +121,7 @@ def _aggregate_daily(table: pa.Table, spec: list[tuple[str, str, str]]) -> pa.Ta
         .cast(THROUGHPUT_DAILY.file_schema)
 
 
-class _SpillFn(beam.DoFn):
+class _SpillFn(GatherRows):
     """Write rows to Arrow IPC files in staging, one record batch per partition per file.
 
     Only (path, batch number) crosses the shuffle to the partition writers, so memory holds
@@ -133,30 +131,10 @@ class _SpillFn(beam.DoFn):
     """
 
     def __init__(self, root: OutputLayout, spill_rows: int) -> None:
+        super().__init__(spill_rows)
         self._root = root
-        self._spill_rows = spill_rows
-        self._pending: list[pa.RecordBatch] = []
-        self._rows = 0
 
-    def start_bundle(self) -> None:
-        self._pending, self._rows = [], 0
-
-    def process(self, batch: pa.RecordBatch) -> Iterator[tuple[Partition, SpilledRows]]:
-        if batch.num_rows:
-            self._pending.append(batch)
-            self._rows += batch.num_rows
-        if self._rows >= self._spill_rows:
-            yield from self._flush()
-
-    def finish_bundle(self) -> Iterator[WindowedValue]:
-        for element in self._flush():
-            yield WindowedValue(element, MIN_TIMESTAMP, (GlobalWindow(),))
-
-    def _flush(self) -> Iterator[tuple[Partition, SpilledRows]]:
-        if not self._pending:
-            return
-        table = pa.Table.from_batches(self._pending)
-        self._pending, self._rows = [], 0
+    def gathered(self, table: pa.Table) -> Iterator[tuple[Partition, SpilledRows]]:
         dates = pc.cast(table.column("task_completed_at"), pa.date32())
         keyed = pa.table({"w": table.column("workstream_id"), "d": dates})
         order = pc.sort_indices(keyed, sort_keys=[("w", "ascending"), ("d", "ascending")])

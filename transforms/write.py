@@ -25,7 +25,7 @@ from transforms.changes import Partition, PartitionChange, PartitionChanges, Rem
 from transforms.coders import register_arrow_coders
 from transforms.counts import CommitFiles, StageReport, TableCounts
 from transforms.dedupe import dedupe_key
-from transforms.files import list_files, read_parquet, write_parquet
+from transforms.files import created, list_files, read_parquet, write_parquet
 from transforms.gather import GatherRows
 from transforms.layout import OutputLayout
 
@@ -148,8 +148,7 @@ class _SpillFn(GatherRows):
                               (d.isoformat() for d in keyed.column("d").take(firsts).to_pylist())))
         path = self._root.fragment(f"rows-{pc.min(table.column('_seq')).as_py():020d}.arrow")
         offset = number = 0
-        with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle, \
-                pa.ipc.new_file(handle, table.schema) as writer:
+        with created(path) as stream, pa.ipc.new_file(stream, table.schema) as writer:
             for partition, end in zip(partitions, ends):
                 for batch in table.slice(offset, end - offset).combine_chunks().to_batches():
                     writer.write_batch(batch)

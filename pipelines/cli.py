@@ -13,8 +13,11 @@ and end in one of the exit codes below with a summary (``--json``: one JSON docu
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import difflib
+import functools
+import gc
 import importlib
 import json
 import logging
@@ -421,6 +424,7 @@ Body = Callable[[argparse.Namespace, list[str], _Session], int]
 
 def _command(prog: str, build: Callable[[str], _Parser], argv: Sequence[str], body: Body) -> int:
     """Parse, capture logging, check the options left for Beam, run ``body``; every ending is one exit code."""
+    _quick_exit()
     argv = list(argv)
     session = _Session(prog, json="--json" in argv)
     session.document["command"] = prog.split()[-1]
@@ -446,6 +450,18 @@ def _command(prog: str, build: Callable[[str], _Parser], argv: Sequence[str], bo
             return session.fail(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED, f"{what}; {session.interrupted}")
         except Exception as exc:  # a bug or an error no layer named: one line, the traceback in the log
             return session.fail(EXIT_FAILED, f"unexpected error: {type(exc).__name__}: {exc}", exc)
+
+
+@functools.cache  # once per process
+def _quick_exit() -> None:
+    """At exit, freeze what the collector tracks before the interpreter tears down.
+
+    Shutting down walks every object Beam, pyarrow and the run left, collection after collection:
+    0.3 s of a 1M-record run, after its commit, spent before the shell got its exit status.
+    Frozen, they are still freed by their reference counts; only cyclic garbage is left to the
+    process's end, which the operating system reclaims anyway.
+    """
+    atexit.register(gc.freeze)
 
 
 def _usage_error(session: _Session, error: UsageError) -> int:

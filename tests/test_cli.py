@@ -105,3 +105,18 @@ def test_bad_command_line_exits_two(tmp_path: Path) -> None:
     done = _throughput(tmp_path, "--output", str(tmp_path))
     assert done.returncode == 2
     assert "--input" in done.stderr
+
+
+def test_the_heap_is_frozen_before_the_interpreter_tears_down(tmp_path: Path, config_file: Path) -> None:
+    """A command freezes the collector's objects at exit (the teardown then skips walking them),
+    after everything of the run is done: the hook registered before the command runs last."""
+    write_jsonl(tmp_path / "a.jsonl", [record()])
+    frozen_at_exit = patch(tmp_path, """
+        import atexit, gc, sys
+        atexit.register(lambda: print(f"tracked at exit: {len(gc.get_objects())} "
+                                      f"frozen: {gc.get_freeze_count()}", file=sys.stderr))
+        """)
+    done = throughput(tmp_path, *run_args(tmp_path, config_file), patch_dir=frozen_at_exit)
+    assert done.returncode == 0, done.stderr
+    tracked, frozen = (int(n) for n in done.stderr.rsplit("tracked at exit: ", 1)[1].split()[:3:2])
+    assert frozen > 100_000 and tracked < 1_000, (tracked, frozen)

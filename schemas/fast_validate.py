@@ -267,7 +267,8 @@ def _digits_only(text: pa.Array, pattern: str, kind: pa.DataType) -> tuple[pa.Ar
 
 def _count_text(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
     """``_count`` over a text column."""
-    number, matched = _digits_only(text, "^[0-9]{1,18}$", pa.int64())
+    whole = pc.replace_substring_regex(text, r"^([0-9]{1,18})\.0+$", r"\1")  # "13.0" counts 13
+    number, matched = _digits_only(whole, "^[0-9]{1,18}$", pa.int64())
     return _converted(text, pc.and_(matched, pc.less_equal(number, rules.MAX_COUNT)), number)
 
 
@@ -291,8 +292,12 @@ def _count(value: Any) -> Any:
         return value
     if kind is float and value.is_integer() and 0 <= value <= rules.MAX_COUNT:
         return int(value)
-    if kind is str and value.isascii() and value.isdigit() and len(value) < 19 and int(value) <= rules.MAX_COUNT:
-        return int(value)
+    if kind is str and value.isascii():
+        # digits, or digits and a zero fraction: spreadsheets and CSV writers make "13.0" of a count
+        whole, point, fraction = value.partition(".")
+        if (whole.isdigit() and len(whole) < 19 and (not point or (fraction and not fraction.strip("0")))
+                and int(whole) <= rules.MAX_COUNT):
+            return int(whole)
     return _DEFER
 
 

@@ -28,7 +28,8 @@ _padded = st.builds(lambda pad, s, pad2: pad + s + pad2, st.sampled_from(["", " 
 _scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 2**64), st.floats(allow_nan=False, allow_infinity=False), _text, _padded)
 _numbers = st.one_of(
     st.integers(-3, 10**20), st.floats(-1, 1e20), st.sampled_from(["10", "10.0", "007", " 5", "1e3", "-1", "1_0", "ten",
-                                                                      "", "nan", "inf", "9" * 25, "１０", "0.5"]),
+                                                                      "", "nan", "inf", "9" * 25, "１０", "0.5", "13.00", "0.0",
+                                                                      "8.", ".0", "1" + "0" * 12 + ".0", "1" + "0" * 12 + "1.0"]),
     st.booleans(), st.none(),
 )
 _timestamps = st.one_of(
@@ -236,7 +237,8 @@ _columns = st.one_of(
     st.lists(st.one_of(st.none(), st.floats()), max_size=80),
     st.lists(st.one_of(st.none(), st.booleans()), max_size=80),
     st.lists(st.one_of(st.just(""), _digits, st.sampled_from(["yes", "NO", "True", "0", "1", " 1", "10.0",
-                                                      "0" * 18 + "1", "0" * 17 + "1", "9" * 400])), max_size=80),
+                                                      "0" * 18 + "1", "0" * 17 + "1", "9" * 400, "13.0", "0.00", "7.", ".0", "1.50", "2.0.0",
+                                                      "1" + "0" * 12 + ".0", "1" + "0" * 17 + ".00"])), max_size=80),
 )
 
 

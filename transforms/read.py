@@ -204,8 +204,8 @@ class CsvSplits:
             self._regular = False
             return None
         quotes = np.flatnonzero(data == _QUOTE[0])
-        opening = quotes[(np.arange(len(quotes)) + self._quotes) % 2 == 0]
-        closing = quotes[(np.arange(len(quotes)) + self._quotes) % 2 == 1]
+        opening = quotes[self._quotes % 2::2]  # the quotes seen before decide which of these open a field
+        closing = quotes[(self._quotes + 1) % 2::2]
         before = np.where(opening > 0, data[np.maximum(opening - 1, 0)], self._last)
         inner = closing[closing < len(data) - 1]
         returns = np.flatnonzero(data == _CR[0])

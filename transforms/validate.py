@@ -141,7 +141,7 @@ class ChunkValidator:
         rejects: list[tuple[int, list[FieldError]]] = []
         left = np.flatnonzero(~certified).tolist()
         if chunk.kind == "csv":  # the rows the model reads, as mappings
-            _csv_records(chunk, parsed, left)
+            _csv_mappings(chunk, parsed, left)
         for position in left:
             try:
                 errors = self._check(chunk, position, parsed[position], context, accepted)
@@ -346,7 +346,7 @@ def _csv_encoding(chunk: RawChunk, position: int) -> FieldError | None:
     return FieldError(ErrorCode.INVALID_ENCODING, None, "row is not valid UTF-8")
 
 
-def _csv_records(chunk: RawChunk, parsed: list[tuple[Any, FieldError | None]], positions: list[int]) -> None:
+def _csv_mappings(chunk: RawChunk, parsed: list[tuple[Any, FieldError | None]], positions: list[int]) -> None:
     """CSV rows without a problem as the mappings the model reads, put in ``parsed``: header
     name -> cell, empty cells absent."""
     readable = [i for i in positions if parsed[i][1] is None]

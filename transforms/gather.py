@@ -22,9 +22,9 @@ __all__ = ["GatherRows"]
 
 
 class GatherRows(beam.DoFn):
-    """Record batches in -> ``emit(table)`` of every ``rows`` rows gathered, and of the rest at
-    the bundle's end. Subclasses say what a gathered table becomes (``gathered``), and may
-    shape each batch first (``take``)."""
+    """Record batches in -> what ``gathered`` makes of each ``rows`` rows gathered, and of the
+    rest at the bundle's end. Subclasses say what a gathered table becomes (``gathered``), and
+    may shape each batch first (``take``)."""
 
     def __init__(self, rows: int) -> None:
         self._limit = rows

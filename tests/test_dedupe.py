@@ -26,6 +26,7 @@ from transforms.dedupe import (
     _unshuffled,
     bucket_of,
     dedupe_key,
+    has_key_in,
     resolve_duplicates,
 )
 from transforms.durations import derive_durations
@@ -295,3 +296,33 @@ def test_keys_gathered_over_batches_cross_once_per_bucket_each_in_its_bucket() -
         sent = (pipeline | beam.Create(batches, reshuffle=False)
                 | beam.ParDo(_KeysByBucketFn(4, "per-record", rows=9)).with_output_types(tuple[int, pa.Table]))
         assert_that(sent | beam.combiners.ToList(), lambda lists: check(lists[0]))
+
+
+_PARTS = st.sampled_from(["a", "a\x1f", "\x1fa", "a\x1e0", "a\x1e1", "\x1e", "", "b"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_PARTS, _PARTS, st.one_of(st.none(), _PARTS)), min_size=1, max_size=12),
+       st.lists(st.tuples(_PARTS, _PARTS, _PARTS), max_size=6), st.booleans())
+def test_has_key_in_is_membership_of_the_whole_key(rows: list[tuple[str, str, str | None]],
+                                                   other_keys: list[tuple[str, str, str]], chunked: bool) -> None:
+    """Which rows' key is among the keys: the same as building every row's key and looking it up,
+    whatever the ids hold (separators, escapes, ids that only end like another's)."""
+    columns = {"workstream_id": ["w\x1f"] * len(rows), "use_case_id": [r[0] for r in rows],
+               "task_definition_id": [r[1] for r in rows], "unique_id": [r[2] for r in rows]}
+    table = pa.table({name: pa.array(values, pa.string()) for name, values in columns.items()})
+    if chunked:  # as read from Parquet: columns of several chunks
+        table = pa.concat_tables([table.slice(0, len(rows) // 2), table.slice(len(rows) // 2)])
+    every = dedupe_key(table).to_pylist()
+    keys = {k for k in every[::2] if k is not None}
+    keys |= set(dedupe_key({"workstream_id": pa.array(["w\x1f"] * len(other_keys), pa.string()),
+                            "use_case_id": pa.array([k[0] for k in other_keys], pa.string()),
+                            "task_definition_id": pa.array([k[1] for k in other_keys], pa.string()),
+                            "unique_id": pa.array([k[2] for k in other_keys], pa.string())}).to_pylist())
+    if not keys:
+        return
+    given = table
+    if chunked:  # as the partition writer gives them: the file's columns, its workstream repeated
+        given = {name: table.column(name) for name in table.column_names}
+        given["workstream_id"] = pa.repeat(pa.scalar("w\x1f", pa.string()), len(rows))
+    assert has_key_in(given, keys).to_pylist() == [key is not None and key in keys for key in every]

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
@@ -41,6 +42,7 @@ __all__ = [
     "DedupeByKey",
     "bucket_of",
     "dedupe_key",
+    "has_key_in",
     "resolve_duplicates",
 ]
 
@@ -127,13 +129,35 @@ def dedupe_key(columns: dict[str, pa.Array] | pa.RecordBatch | pa.Table) -> pa.A
     return pc.binary_join_element_wise(prefix, uid, "")
 
 
+def has_key_in(columns: dict[str, pa.Array] | pa.Table, keys: set[str]) -> pa.Array:
+    """Whether each row's dedupe key is one of ``keys`` (never null).
+
+    Whole keys are built only for the rows whose escaped unique_id is one of the keys' (the
+    part after the last separator): a partition's earlier rows are thousands, the keys a night
+    replaces in it a handful. Building every row's key took half the cost of a night that
+    corrects rows all over a 5M-row table.
+    """
+    uid = _escaped(columns["unique_id"] if isinstance(columns, dict) else columns.column("unique_id"))
+    uids = pa.array(sorted({key.rsplit("\x1f", 1)[-1] for key in keys}), pa.string())
+    candidates = np.flatnonzero(pc.fill_null(pc.is_in(uid, value_set=uids), False).to_numpy(zero_copy_only=False))
+    found = np.zeros(len(uid), dtype=bool)
+    if len(candidates):
+        rows = pa.array(candidates, pa.int64())
+        picked = {name: (columns[name] if isinstance(columns, dict) else columns.column(name)).take(rows)
+                  for name in KEY_COLUMNS}
+        hit = pc.fill_null(pc.is_in(dedupe_key(picked), value_set=pa.array(sorted(keys), pa.string())), False)
+        found[candidates[hit.to_numpy(zero_copy_only=False)]] = True
+    return pa.array(found)
+
+
+def _escaped(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """A key part with U+001E and U+001F escaped (see ``dedupe_key``)."""
+    return pc.replace_substring(pc.replace_substring(column, "\x1e", "\x1e0"), "\x1f", "\x1e1")
+
+
 def _key_parts(columns: dict[str, pa.Array] | pa.RecordBatch | pa.Table) -> tuple[pa.Array, pa.Array]:
     """The dedupe key as (prefix, escaped unique_id), the key being their concatenation."""
-    parts = []
-    for name in KEY_COLUMNS:
-        column = columns[name] if isinstance(columns, dict) else columns.column(name)
-        column = pc.replace_substring(pc.replace_substring(column, "\x1e", "\x1e0"), "\x1f", "\x1e1")
-        parts.append(column)
+    parts = [_escaped(columns[name] if isinstance(columns, dict) else columns.column(name)) for name in KEY_COLUMNS]
     return pc.binary_join_element_wise(*parts[:-1], "", "\x1f"), parts[-1]
 
 

@@ -24,7 +24,7 @@ from schemas.tables import REJECTS, TASK_COMPLETED, THROUGHPUT_DAILY, TableSpec
 from transforms.changes import Partition, PartitionChange, PartitionChanges, RemoveFiles, SpilledRows
 from transforms.coders import register_arrow_coders
 from transforms.counts import CommitFiles, StageReport, TableCounts
-from transforms.dedupe import dedupe_key
+from transforms.dedupe import has_key_in
 from transforms.files import created, list_files, read_parquet, write_parquet
 from transforms.gather import GatherRows
 from transforms.layout import OutputLayout
@@ -35,6 +35,7 @@ register_arrow_coders()  # rejects cross the shuffle as Arrow IPC, not pickles
 
 _DAILY_GROUP = ["use_case_id", "task_definition_id", "worker_id"]
 _DAILY_COLUMNS = [*_DAILY_GROUP, "task_count", "subtask_count", "duration", "task_completed_at"]
+_PROBE_COLUMNS = [*_DAILY_COLUMNS, "unique_id", "source_file"]  # an earlier file's rows: which leave, and daily
 
 
 class WriteTables(beam.PTransform):
@@ -215,11 +216,11 @@ def _prune_earlier(partition: Partition, changes: PartitionChanges, root: Output
     if output is None or not changes.removes_earlier_rows:
         return earlier
     for number, path in enumerate(list_files(output.partition_files(TASK_COMPLETED, partition))):
-        probe = read_parquet(path, ["use_case_id", "task_definition_id", "unique_id", "source_file"])
+        probe = read_parquet(path, _PROBE_COLUMNS)  # one read: what decides, and what a kept file adds to daily
         doomed = _rows_to_remove(probe, partition[0], changes.remove_keys, changes.remove_files)
         dropped = pc.sum(doomed).as_py() or 0
         if not dropped:
-            earlier.kept.append(read_parquet(path, _DAILY_COLUMNS))
+            earlier.kept.append(probe.select(_DAILY_COLUMNS))
             continue
         target = root.part_file(TASK_COMPLETED, partition, run_id, f"-r{number}")
         rows = _rewrite_without(path, doomed, target, TASK_COMPLETED)
@@ -268,11 +269,10 @@ def _daily_after(partition: Partition, earlier: _Earlier, new_rows: pa.Table, ch
 def _rows_to_remove(probe: pa.Table, workstream: str, keys: set[str], files: set[str]) -> pa.Array:
     drop = pc.is_in(probe.column("source_file"), value_set=pa.array(sorted(files), pa.string()))
     if keys:
-        joined = dedupe_key({"workstream_id": pa.array([workstream] * probe.num_rows, pa.string()),
-                             "use_case_id": probe.column("use_case_id"),
-                             "task_definition_id": probe.column("task_definition_id"),
-                             "unique_id": probe.column("unique_id")})
-        drop = pc.or_(drop, pc.fill_null(pc.is_in(joined, value_set=pa.array(sorted(keys), pa.string())), False))
+        drop = pc.or_(drop, has_key_in({"workstream_id": pa.repeat(pa.scalar(workstream, pa.string()), probe.num_rows),
+                                        "use_case_id": probe.column("use_case_id"),
+                                        "task_definition_id": probe.column("task_definition_id"),
+                                        "unique_id": probe.column("unique_id")}, keys))
     return drop
 
 

@@ -339,6 +339,25 @@ def test_ids_holding_the_key_separator_never_collide(tmp_path: Path, config_file
     assert result.manifest["counts"]["superseded"] == 0
 
 
+def test_a_later_run_replaces_only_the_rows_of_its_keys_whatever_the_ids_hold(tmp_path: Path, config_file: Path) -> None:
+    """Across runs, the earlier rows a record replaces are found by their whole key: ids that hold
+    the separator, or end like another key's id, are not taken for one another."""
+    config = json.loads(config_file.read_text())
+    config["workstreams"][0]["use_cases"].append({"id": f"{UC}\x1fa", "task_definitions": [TD]})
+    config_file.write_text(json.dumps(config))
+    first = [record(task_id="t1", unique_id="a\x1fb"), record(task_id="t2", use_case_id=f"{UC}\x1fa", unique_id="b"),
+             record(task_id="t3", unique_id="b"), record(task_id="t4", unique_id="\x1e1b")]
+    write_jsonl(tmp_path / "night1.jsonl", first)
+    _run(str(tmp_path / "night1.jsonl"), tmp_path / "out", config_file)
+    write_jsonl(tmp_path / "night2.jsonl", [record(task_id="t1-new", unique_id="a\x1fb", replace_duplicate=True),
+                                           record(task_id="t3-new", unique_id="b", replace_duplicate=True)])
+    result = _run(str(tmp_path / "night2.jsonl"), tmp_path / "out", config_file)
+    assert result.manifest["counts"]["replaced_existing"] == 2
+    tasks = duckdb.sql(f"select task_id from read_parquet('{tmp_path}/out/task_completed/**/*.parquet') "
+                       "order by task_id").fetchall()
+    assert [t for (t,) in tasks] == ["t1-new", "t2", "t3-new", "t4"]
+
+
 def test_partition_values_are_escaped_as_hive_and_spark_escape_them(tmp_path: Path, config_file: Path) -> None:
     assert escape_partition_value("ws-café") == "ws-café"
     assert escape_partition_value("ws with space") == "ws with space"

@@ -191,7 +191,7 @@ def _batch_keys(batch: pa.RecordBatch, buckets: int, policy: str) -> pa.Table:
     if policy == "per-record":
         replace = keyed.column("replace_duplicate")
     else:
-        replace = pa.array([policy == "replace"] * keyed.num_rows, pa.bool_())
+        replace = pa.repeat(pa.scalar(policy == "replace", pa.bool_()), keyed.num_rows)
     prefix, uid = _key_parts(keyed)
     joined = pc.binary_join_element_wise(prefix, uid, "")
     return pa.table({

@@ -248,7 +248,7 @@ def _new_rows(changes: PartitionChanges, run_id: str) -> pa.Table:
     if changes.drop:
         rows = rows.filter(pc.invert(pc.is_in(rows.column("_seq"), value_set=pa.array(sorted(changes.drop), pa.int64()))))
     rows = rows.sort_by([("task_completed_at", "ascending"), ("_seq", "ascending")])
-    rows = rows.append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string()))
+    rows = rows.append_column("run_id", pa.repeat(pa.scalar(run_id, pa.string()), rows.num_rows))
     return rows.select(TASK_COMPLETED.file_schema.names).cast(TASK_COMPLETED.file_schema)
 
 

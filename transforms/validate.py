@@ -232,12 +232,11 @@ class ChunkValidator:
             candidates, extras = [], []
             for i, (data, problem) in enumerate(parsed):
                 if problem is None and type(data) is dict:
-                    others = data.keys() - self._known
-                    if not others:
+                    if self._known.issuperset(data):  # no other field: half the cost of a set difference
                         candidates.append(i)
                         extras.append(None)
-                    elif all(rules.encoding_problem(name) is None for name in others):  # else the model rejects it
-                        candidates.append(i)
+                    elif all(rules.encoding_problem(name) is None for name in data.keys() - self._known):
+                        candidates.append(i)  # else the model rejects it
                         extras.append(self._extra_text(data))
             records = [parsed[i][0] for i in candidates]
             # each record's values in field order, then transposed in C: a quarter faster than a pass per field

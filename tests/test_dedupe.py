@@ -21,8 +21,9 @@ from transforms.changes import DropRecords
 from transforms.counts import SumCounts
 from transforms.dedupe import (
     DedupeByKey,
-    _keys_by_bucket,
+    _batch_keys,
     _KeysByBucketFn,
+    _split_by_bucket,
     _unshuffled,
     bucket_of,
     dedupe_key,
@@ -254,7 +255,7 @@ def test_the_shuffled_keys_come_back_as_the_dedupe_keys(parts: list[tuple[str, s
         "task_completed_at": pa.array([0] * n, pa.timestamp("us", tz="UTC")),
         "source_file": [f"f{i % 3}" for i in range(n)],
     })
-    tables = [table for _, table in _keys_by_bucket(batch, 4, "per-record")]
+    tables = [table for _, table in _split_by_bucket(_batch_keys(batch, 4, "per-record"))]
     keyed = batch.filter(pc.is_valid(batch.column("unique_id")))
     if not tables:
         assert keyed.num_rows == 0

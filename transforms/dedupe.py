@@ -178,11 +178,6 @@ class _KeysByBucketFn(GatherRows):
         return _split_by_bucket(table)
 
 
-def _keys_by_bucket(batch: pa.RecordBatch, buckets: int, policy: str) -> Iterator[tuple[int, pa.Table]]:
-    """The dedupe keys of a batch's records that have a unique_id, split by bucket."""
-    return _split_by_bucket(_batch_keys(batch, buckets, policy))
-
-
 def _batch_keys(batch: pa.RecordBatch, buckets: int, policy: str) -> pa.Table:
     """A batch's keyed records as the shuffle's columns, texts plain, with each one's bucket."""
     keyed = batch.filter(pc.is_valid(batch.column("unique_id")))

@@ -137,17 +137,20 @@ def has_key_in(columns: dict[str, pa.Array] | pa.Table, keys: set[str]) -> pa.Ar
     replaces in it a handful. Building every row's key took half the cost of a night that
     corrects rows all over a 5M-row table.
     """
-    uid = _escaped(columns["unique_id"] if isinstance(columns, dict) else columns.column("unique_id"))
+    uid = _escaped(_column(columns, "unique_id"))
     uids = pa.array(sorted({key.rsplit("\x1f", 1)[-1] for key in keys}), pa.string())
     candidates = np.flatnonzero(pc.fill_null(pc.is_in(uid, value_set=uids), False).to_numpy(zero_copy_only=False))
     found = np.zeros(len(uid), dtype=bool)
     if len(candidates):
         rows = pa.array(candidates, pa.int64())
-        picked = {name: (columns[name] if isinstance(columns, dict) else columns.column(name)).take(rows)
-                  for name in KEY_COLUMNS}
+        picked = {name: _column(columns, name).take(rows) for name in KEY_COLUMNS}
         hit = pc.fill_null(pc.is_in(dedupe_key(picked), value_set=pa.array(sorted(keys), pa.string())), False)
         found[candidates[hit.to_numpy(zero_copy_only=False)]] = True
     return pa.array(found)
+
+
+def _column(columns: dict[str, pa.Array] | pa.RecordBatch | pa.Table, name: str) -> pa.Array | pa.ChunkedArray:
+    return columns[name] if isinstance(columns, dict) else columns.column(name)
 
 
 def _escaped(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
@@ -157,7 +160,7 @@ def _escaped(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
 
 def _key_parts(columns: dict[str, pa.Array] | pa.RecordBatch | pa.Table) -> tuple[pa.Array, pa.Array]:
     """The dedupe key as (prefix, escaped unique_id), the key being their concatenation."""
-    parts = [_escaped(columns[name] if isinstance(columns, dict) else columns.column(name)) for name in KEY_COLUMNS]
+    parts = [_escaped(_column(columns, name)) for name in KEY_COLUMNS]
     return pc.binary_join_element_wise(*parts[:-1], "", "\x1f"), parts[-1]
 
 

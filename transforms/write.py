@@ -49,7 +49,7 @@ class WriteTables(beam.PTransform):
     """
 
     def __init__(self, staging: OutputLayout, run_id: str, output: OutputLayout | None = None,
-                 reprocessed: Mapping[Partition, Sequence[str]] | None = None, spill_rows: int = 250_000) -> None:
+                 reprocessed: Mapping[Partition, Sequence[str]] | None = None, spill_rows: int = 100_000) -> None:
         super().__init__()
         self._spill_rows = spill_rows
         self._root = staging
@@ -128,7 +128,9 @@ class _SpillFn(GatherRows):
     Only (path, batch number) crosses the shuffle to the partition writers, so memory holds
     ``spill_rows`` rows here and one partition there, never the run's rows (an in-process runner
     keeps a shuffle in memory). Batches are gathered up to ``spill_rows`` before a file is
-    written, so a partition writer opens few files, however small the chunks.
+    written, so a partition writer opens few files, however small the chunks. The default is
+    100,000, not more: gathering and sorting 250,000 full rows held about 130 MB more per
+    worker for no gain in time (1M records, two workers: peak 1.55 -> 1.29 GB).
     """
 
     def __init__(self, root: OutputLayout, spill_rows: int) -> None:

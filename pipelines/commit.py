@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import signal
 import zlib
 from collections.abc import Callable, Sequence
@@ -187,7 +188,16 @@ class Journal:
     def apply(self, steps: _CrashCounter | None = None) -> str:
         """Finish the commit; safe to repeat after a crash at any point."""
         steps = steps or _CrashCounter(disabled=True)
+        staged = self.layout.staging(self.run_id)
+        mirrored = {source for source, destination in self.moves
+                    if staged.contains(source) and staged.rebase(source, self.layout) == destination}
+        moved = set(staged.movable_folders(mirrored, self.layout))
+        for folder in sorted(moved):
+            self.layout.rename(folder, staged.rebase(folder, self.layout))
+            steps.tick()
         for source, destination in self.moves:
+            if _inside(source, moved):
+                continue  # its folder moved whole
             if FileSystems.exists(source):
                 self.layout.rename(source, destination)
             elif not FileSystems.exists(destination):
@@ -213,6 +223,17 @@ class Journal:
                        data["manifest"])
         except (DamagedFile, ValueError, KeyError, TypeError):
             return None
+
+
+def _inside(path: str, folders: set[str]) -> bool:
+    """Whether ``path`` lies under one of ``folders``."""
+    parent = posixpath.dirname(path)
+    while parent not in folders:
+        up = posixpath.dirname(parent)
+        if up == parent:
+            return False
+        parent = up
+    return True
 
 
 class _CrashCounter:

@@ -120,6 +120,54 @@ def test_the_layout_refuses_every_path_outside_the_output(tmp_path: Path) -> Non
     assert (tmp_path / "keep").read_text() == "x"
 
 
+def _staged_file(path: str) -> str:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_bytes(b"x")
+    return path
+
+
+def test_a_staged_folder_moves_whole_only_when_it_is_new_and_holds_only_journaled_files(tmp_path: Path) -> None:
+    out = OutputLayout.at(str(tmp_path / "out"))
+    staged = out.staging("r1")
+    new_a = staged.join("task_completed", "workstream_id=a", "completed_date=2020-01-02", "part-r1.parquet")
+    old_a = staged.join("task_completed", "workstream_id=a", "completed_date=2020-01-01", "part-r1.parquet")
+    new_b = staged.join("task_completed", "workstream_id=b", "completed_date=2020-01-01", "part-r1.parquet")
+    stray = staged.join("task_completed", "workstream_id=b", "completed_date=2020-01-02", "stray.parquet")
+    sources = {_staged_file(path) for path in (new_a, old_a, new_b)}
+    _staged_file(stray)
+    (Path(staged.join("task_completed", "workstream_id=b", "completed_date=2020-01-03"))).mkdir()
+    _staged_file(out.join("task_completed", "workstream_id=a", "completed_date=2020-01-01", "part-r0.parquet"))
+
+    movable = staged.movable_folders(sources, out)
+
+    # workstream_id=a is in the output already, and workstream_id=b holds a stray file and an empty folder
+    assert sorted(movable) == [staged.join("task_completed", "workstream_id=a", "completed_date=2020-01-02"),
+                               staged.join("task_completed", "workstream_id=b", "completed_date=2020-01-01")]
+    import tests.memfs  # noqa: F401 - registers memfs://, a store without folders
+
+    assert OutputLayout("memfs://bucket/out").staging("r1").movable_folders(sources, out) == []
+
+
+def test_a_commit_moves_only_journaled_files_into_the_tables(tmp_path: Path) -> None:
+    from pipelines.commit import Journal, StagedRun
+
+    out = OutputLayout.at(str(tmp_path / "out"))
+    run = StagedRun(out, "r1")
+    partition = ("task_completed", "workstream_id=a", "completed_date=2020-01-01")
+    journaled = [_staged_file(run.area.join(*partition, f"part-{n}.parquet")) for n in range(3)]
+    _staged_file(run.area.join(*partition, "stray.parquet"))
+    new_table = _staged_file(run.area.join("throughput_daily", "workstream_id=a", "completed_date=2020-01-01", "d.parquet"))
+    earlier = _staged_file(out.join(*partition[:2], "completed_date=2019-12-31", "part-r0.parquet"))
+
+    Journal.of_staged(run, [*journaled, new_table], [], {"run_id": "r1"}).commit()
+
+    assert _tree(tmp_path / "out" / "task_completed") == {
+        f"workstream_id=a/completed_date=2020-01-01/part-{n}.parquet": b"x" for n in range(3)
+    } | {"workstream_id=a/completed_date=2019-12-31/part-r0.parquet": b"x"}
+    assert _tree(tmp_path / "out" / "throughput_daily") == {"workstream_id=a/completed_date=2020-01-01/d.parquet": b"x"}
+    assert Path(earlier).exists() and not Path(run.root).exists()
+
+
 # -- 2. one file, however it is spelled -------------------------------------------------------
 
 

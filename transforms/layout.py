@@ -241,6 +241,33 @@ class OutputLayout:
         """The same relative path under another layout (a staged file's place in the output)."""
         return onto.join(self.relative(path))
 
+    def movable_folders(self, sources: set[str], onto: OutputLayout) -> list[str]:
+        """Folders of this (staging) layout that can move to their place under ``onto`` whole.
+
+        A folder qualifies when every file under it is one of ``sources`` and its place under
+        ``onto`` does not exist yet: a new partition then takes one rename, not a folder made
+        and a rename for each file (a first night of 600 partitions made 1,200 of each). The
+        outermost such folders, in walk order. Local only: an object store has no folders.
+        """
+        if not is_local(self.root) or not os.path.isdir(self.root):
+            return []
+        whole: dict[str, bool] = {}
+        for folder, subfolders, names in os.walk(self.root, topdown=False):
+            whole[folder] = bool(subfolders or names) \
+                and all(whole.get(os.path.join(folder, name), False) for name in subfolders) \
+                and all(os.path.join(folder, name) in sources for name in names)
+        movable = []
+        for folder, subfolders, _ in os.walk(self.root):
+            inner = []
+            for name in subfolders:
+                path = os.path.join(folder, name)
+                if whole.get(path, False) and not FileSystems.exists(self.rebase(path, onto)):
+                    movable.append(path)
+                else:
+                    inner.append(name)
+            subfolders[:] = inner  # a folder that moves whole is not walked into
+        return movable
+
     # -- guarded changes --------------------------------------------------------------------
 
     def delete(self, paths: Iterable[str]) -> None:

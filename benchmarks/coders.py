@@ -28,10 +28,10 @@ def main(rows: int = 20_000, repeats: int = 20) -> None:
     coders = [
         ("FastPrimitivesCoder (Beam's default for untyped)", beam.coders.FastPrimitivesCoder(), batch),
         ("PickleCoder", beam.coders.PickleCoder(), batch),
-        ("ArrowRecordBatchCoder", ArrowRecordBatchCoder(), batch),
+        ("ArrowRecordBatchCoder(None)", ArrowRecordBatchCoder(None), batch),
         ("ArrowRecordBatchCoder(lz4)", ArrowRecordBatchCoder("lz4"), batch),
-        ("ArrowRecordBatchCoder(zstd)", ArrowRecordBatchCoder("zstd"), batch),
-        ("ArrowTableCoder", ArrowTableCoder(), table),
+        ("ArrowRecordBatchCoder (zstd, the default)", ArrowRecordBatchCoder(), batch),
+        ("ArrowTableCoder (zstd, the default)", ArrowTableCoder(), table),
     ]
     print(f"{'coder':50} {'bytes':>10} {'encode ms':>10} {'decode ms':>10} {'round trip ms':>14}")
     for name, coder, value in coders:

@@ -15,7 +15,6 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -67,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(folder, ignore_errors=True)
     print(f"commit of {2 * args.partitions} files{' under load' if args.load else ''}: "
           f"median {statistics.median(seconds):.3f} s over {len(seconds)} "
-          f"({', '.join(f'{s:.3f}' for s in seconds)})", file=sys.stdout)
+          f"({', '.join(f'{s:.3f}' for s in seconds)})")
 
 
 if __name__ == "__main__":

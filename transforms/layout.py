@@ -252,20 +252,18 @@ class OutputLayout:
         if not is_local(self.root) or not os.path.isdir(self.root):
             return []
         whole: dict[str, bool] = {}
-        for folder, subfolders, names in os.walk(self.root, topdown=False):
-            whole[folder] = bool(subfolders or names) \
-                and all(whole.get(os.path.join(folder, name), False) for name in subfolders) \
+        inner: dict[str, list[str]] = {}
+        for folder, subfolders, names in os.walk(self.root, topdown=False):  # one listing, deepest first
+            inner[folder] = [os.path.join(folder, name) for name in subfolders]
+            whole[folder] = bool(subfolders or names) and all(whole.get(path, False) for path in inner[folder]) \
                 and all(os.path.join(folder, name) in sources for name in names)
-        movable = []
-        for folder, subfolders, _ in os.walk(self.root):
-            inner = []
-            for name in subfolders:
-                path = os.path.join(folder, name)
-                if whole.get(path, False) and not FileSystems.exists(self.rebase(path, onto)):
-                    movable.append(path)
-                else:
-                    inner.append(name)
-            subfolders[:] = inner  # a folder that moves whole is not walked into
+        movable, pending = [], list(reversed(inner[self.root]))
+        while pending:  # from the top: a folder that moves whole is not looked into
+            path = pending.pop()
+            if whole.get(path, False) and not FileSystems.exists(self.rebase(path, onto)):
+                movable.append(path)
+            else:
+                pending.extend(reversed(inner.get(path, [])))
         return movable
 
     # -- guarded changes --------------------------------------------------------------------
